@@ -1,0 +1,77 @@
+"""lrp_widgets: Layer-wise Relevance Propagation you can play with in Jupyter.
+
+The public API lives here. The engine (``explain``, ``rules``, ``composites``) is imported
+eagerly; everything else is imported on first use so that ``import lrp_widgets`` stays fast
+and the engine never pulls in widget or plotting code.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+from .engine import composites, rules
+from .engine.explain import Explanation, explain
+from .engine.composites import Composite
+from .engine.layers import Sum
+from .engine.errors import LRPError, UnsupportedModuleError, FunctionalCallError
+
+# ``from lrp_widgets.rules import Epsilon`` works as well as ``lrp_widgets.rules.Epsilon``.
+sys.modules[__name__ + ".rules"] = rules
+sys.modules[__name__ + ".composites"] = composites
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; imported lazily on first attribute access.
+_LAZY = {
+    # echo state networks
+    "ESN": "esn",
+    "ESNExplanation": "esn",
+    "explain_esn": "esn",
+    "image_to_sequence": "esn",
+    "suggest_leak_rate": "esn",
+    # removal curves
+    "removal_curve": "removal",
+    "RemovalCurve": "removal",
+    "removal_experiment": "removal",
+    "prune_inputs": "removal",
+    # neuron selection and paths
+    "select_neurons": "paths",
+    "top_paths": "paths",
+    "path_heatmap": "paths",
+    "activation_heatmap": "paths",
+    "deconvolve": "paths",
+    "path_fidelity": "paths",
+}
+_SUBMODULES = {"data", "models", "train", "zoo", "esn", "removal", "paths", "plotting", "widgets", "cli", "engine"}
+
+__all__ = [
+    "explain",
+    "Explanation",
+    "rules",
+    "composites",
+    "Composite",
+    "Sum",
+    "LRPError",
+    "UnsupportedModuleError",
+    "FunctionalCallError",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'lrp_widgets' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
+
+
+def load_ipython_extension(ipython):  # pragma: no cover - thin shim, tested via magics module
+    from .magics import load_ipython_extension as _load
+
+    _load(ipython)

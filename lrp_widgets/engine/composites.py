@@ -1,0 +1,173 @@
+"""Composites: which rule each layer gets, by layer type, by module name, and for the first layer.
+
+A composite is resolved layer by layer while the model runs: the first matching entry wins,
+in this order: ``name_rules`` (exact module name or a glob such as ``"features.*"``), then
+``first`` (the first Linear/Conv layer the input reaches), then ``layer_rules`` (by
+``isinstance``, in the order given). Linear/Conv layers no entry matches get the epsilon rule.
+Activations, dropout, reshapes and pooling have fixed treatments (see ``propagation.py``)
+unless a name rule says otherwise.
+
+Examples
+--------
+>>> from torch import nn
+>>> from lrp_widgets import rules
+>>> mine = Composite(
+...     layer_rules={nn.Conv2d: rules.Gamma(0.5), nn.Linear: rules.Epsilon(0.01)},
+...     name_rules={"classifier.4": rules.Zero()},
+...     first=rules.Flat(),
+... )
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from . import rules
+
+__all__ = [
+    "Composite",
+    "lrp0",
+    "epsilon",
+    "epsilon_plus",
+    "epsilon_plus_flat",
+    "epsilon_gamma_box",
+    "epsilon_alpha2_beta1",
+    "NAMES",
+    "get",
+]
+
+CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+LINEAR_TYPES = (nn.Linear,) + CONV_TYPES
+
+
+@dataclass(frozen=True)
+class Composite:
+    """A mapping from the model's layers to LRP rules.
+
+    Parameters
+    ----------
+    layer_rules : dict
+        Layer type (or tuple of types) -> rule, matched with ``isinstance`` in order.
+    name_rules : dict
+        Module name (as in ``model.named_modules()``) or glob pattern -> rule.
+    first : Rule, optional
+        Rule for the first Linear/Conv layer of the forward pass (the pixel layer).
+    maxpool : {"winner", "average"}
+        Max pooling sends relevance to the winning input (the gradient), or is treated as
+        average pooling with the epsilon rule (the Montavon tutorial's choice).
+    fold_batchnorm : bool
+        Fold BatchNorm into the preceding Linear/Conv for the explanation (the model is never
+        changed). When off, or with no such layer, BatchNorm is an affine layer with epsilon.
+    name : str
+        A label used in displays.
+    """
+
+    layer_rules: dict = field(default_factory=dict)
+    name_rules: dict = field(default_factory=dict)
+    first: rules.Rule | None = None
+    maxpool: str = "winner"
+    fold_batchnorm: bool = True
+    name: str = "custom"
+
+    def __post_init__(self):
+        if self.maxpool not in ("winner", "average"):
+            raise ValueError(f"maxpool must be 'winner' or 'average', got {self.maxpool!r}")
+        for key, rule in list(self.layer_rules.items()) + list(self.name_rules.items()) + [(None, self.first)]:
+            if rule is not None and not isinstance(rule, rules.Rule):
+                raise TypeError(f"composite entry {key!r} maps to {rule!r}, which is not an lrp_widgets rule")
+
+    def named_rule(self, name: str) -> rules.Rule | None:
+        """The rule a name entry gives the module called ``name``, if any."""
+        if name in self.name_rules:
+            return self.name_rules[name]
+        for pattern, rule in self.name_rules.items():
+            if fnmatch.fnmatchcase(name, pattern):
+                return rule
+        return None
+
+    def rule_for(self, name: str, module: nn.Module, is_first: bool) -> rules.Rule:
+        """The rule of a Linear/Conv (or pooling) layer."""
+        rule = self.named_rule(name)
+        if rule is not None:
+            return rule
+        if is_first and self.first is not None:
+            return self.first
+        for types, rule in self.layer_rules.items():
+            if isinstance(module, types):
+                return rule
+        return rules.Epsilon()
+
+
+def lrp0() -> Composite:
+    """LRP-0 on every Linear/Conv layer."""
+    return Composite({LINEAR_TYPES: rules.Zero()}, name="lrp0")
+
+
+def epsilon(epsilon: float = 1e-6) -> Composite:
+    """LRP-epsilon on every Linear/Conv layer."""
+    return Composite({LINEAR_TYPES: rules.Epsilon(epsilon)}, name=f"epsilon({epsilon:g})")
+
+
+def epsilon_plus(epsilon: float = 1e-6) -> Composite:
+    """z+ on convolutions, epsilon on dense layers."""
+    return Composite({CONV_TYPES: rules.ZPlus(), nn.Linear: rules.Epsilon(epsilon)}, name="epsilon_plus")
+
+
+def epsilon_plus_flat(epsilon: float = 1e-6) -> Composite:
+    """Flat on the first layer, z+ on the other convolutions, epsilon on dense layers.
+
+    The composite the slides use (Zennit's ``EpsilonPlusFlat``).
+    """
+    return Composite(
+        {CONV_TYPES: rules.ZPlus(), nn.Linear: rules.Epsilon(epsilon)},
+        first=rules.Flat(),
+        name="epsilon_plus_flat",
+    )
+
+
+def epsilon_gamma_box(low=None, high=None, epsilon: float = 1e-6, gamma: float = 0.25) -> Composite:
+    """zB on the first layer, gamma on the other convolutions, epsilon on dense layers.
+
+    ``low``/``high`` bound the input (numbers or tensors broadcastable to it); ``None`` takes the
+    batch's smallest/largest value.
+    """
+    return Composite(
+        {CONV_TYPES: rules.Gamma(gamma), nn.Linear: rules.Epsilon(epsilon)},
+        first=rules.ZBox(low, high),
+        name="epsilon_gamma_box",
+    )
+
+
+def epsilon_alpha2_beta1(epsilon: float = 1e-6) -> Composite:
+    """alpha=2, beta=1 on convolutions, epsilon on dense layers."""
+    return Composite(
+        {CONV_TYPES: rules.AlphaBeta(2.0, 1.0), nn.Linear: rules.Epsilon(epsilon)},
+        name="epsilon_alpha2_beta1",
+    )
+
+
+NAMES = {
+    "lrp0": lrp0,
+    "epsilon": epsilon,
+    "epsilon_plus": epsilon_plus,
+    "epsilon_plus_flat": epsilon_plus_flat,
+    "epsilon_gamma_box": epsilon_gamma_box,
+    "epsilon_alpha2_beta1": epsilon_alpha2_beta1,
+}
+
+
+def get(composite) -> Composite:
+    """A composite from itself, a factory, or a factory's name."""
+    if isinstance(composite, Composite):
+        return composite
+    if isinstance(composite, str):
+        if composite not in NAMES:
+            raise ValueError(f"unknown composite {composite!r}; choose one of {sorted(NAMES)} or pass a Composite")
+        return NAMES[composite]()
+    if callable(composite):
+        result = composite()
+        if isinstance(result, Composite):
+            return result
+    raise TypeError(f"composite must be a Composite, a factory or one of {sorted(NAMES)}, got {composite!r}")

@@ -1,0 +1,18 @@
+"""Errors the engine raises. Each names the problem and the fix."""
+from __future__ import annotations
+
+
+class LRPError(Exception):
+    """Base class of the errors raised by lrp_widgets' engine."""
+
+
+class UnsupportedModuleError(LRPError, TypeError):
+    """A module the engine has no rule for was called in the model's forward pass."""
+
+
+class FunctionalCallError(LRPError, TypeError):
+    """A tensor operation outside any module, which the engine's hooks cannot see."""
+
+
+class InputError(LRPError, ValueError):
+    """Input data, target or model output that the engine cannot explain."""

@@ -1,0 +1,273 @@
+"""``explain``: relevance of a model's decision, as a plain result object."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import composites as _composites
+from .errors import InputError, LRPError
+from .propagation import Session
+
+#: Magnitudes at or above this are fill values (1e20 marks land or missing data), not data.
+FILL_VALUE_THRESHOLD = 1e10
+
+
+@dataclass
+class ConservationTable:
+    """Relevance sum per sample at each stage, from the explained output down to the input.
+
+    ``names[i]`` is a stage ("output", then each layer's input, then "input"), ``sums[i, n]`` the
+    relevance sum of sample ``n`` there. Where a stage's sum differs from the output's, bias and
+    stabilizers absorbed (or injected) relevance.
+    """
+
+    names: list
+    sums: np.ndarray
+
+    def __len__(self):
+        return len(self.names)
+
+    def to_dict(self) -> dict:
+        """``{stage: per-sample sums}``."""
+        return {name: self.sums[i] for i, name in enumerate(self.names)}
+
+    def ratio(self) -> np.ndarray:
+        """Each stage's sum divided by the output's (1 means conserved)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.sums / self.sums[0]
+
+    def _columns(self, limit=4):
+        n = self.sums.shape[1]
+        shown = min(n, limit)
+        return shown, [f"sample {i}" for i in range(shown)] + (["..."] if n > shown else [])
+
+    def __repr__(self):
+        shown, headers = self._columns()
+        width = max(len(n) for n in self.names) + 2
+        lines = ["relevance sum per sample".ljust(width) + "".join(h.rjust(13) for h in headers)]
+        for i, name in enumerate(self.names):
+            cells = "".join(f"{v:13.5g}" for v in self.sums[i, :shown])
+            lines.append(name.ljust(width) + cells + ("          ..." if self.sums.shape[1] > shown else ""))
+        return "\n".join(lines)
+
+    def _repr_html_(self):
+        shown, headers = self._columns()
+        head = "".join(f"<th>{h}</th>" for h in headers)
+        rows = "".join(
+            f"<tr><td>{name}</td>" + "".join(f"<td>{v:.5g}</td>" for v in self.sums[i, :shown]) + "</tr>"
+            for i, name in enumerate(self.names)
+        )
+        return f"<table><thead><tr><th>stage</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+@dataclass
+class Explanation:
+    """The result of :func:`explain`.
+
+    Attributes
+    ----------
+    relevance : torch.Tensor
+        Relevance of each input element, same shape as ``x``.
+    output : torch.Tensor
+        The model's output for ``x`` (N, classes).
+    target : torch.Tensor
+        The explained class of each sample (N,).
+    layers : OrderedDict or None
+        With ``layers=True``: module name -> relevance at that module's input, in forward order.
+    composite : Composite
+        The composite used.
+    """
+
+    relevance: torch.Tensor
+    output: torch.Tensor
+    target: torch.Tensor
+    layers: "OrderedDict[str, torch.Tensor] | None"
+    composite: _composites.Composite
+    stage_sums: list = field(default_factory=list, repr=False)
+
+    def conservation(self) -> ConservationTable:
+        """Per layer, the relevance sum per sample (see :class:`ConservationTable`)."""
+        names = [name for name, _ in self.stage_sums]
+        sums = np.stack([s.detach().cpu().double().numpy() for _, s in self.stage_sums])
+        return ConservationTable(names, sums)
+
+    def __len__(self):
+        return self.relevance.shape[0]
+
+
+def _model_dtype_device(model: nn.Module):
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype, tensor.device
+    return None, None
+
+
+def check_input(x, model: nn.Module | None = None, name: str = "x") -> torch.Tensor:
+    """``x`` as a float tensor on the model's device and dtype, or a clear error."""
+    if not isinstance(x, torch.Tensor):
+        try:
+            x = torch.as_tensor(np.asarray(x))
+        except Exception as error:  # noqa: BLE001 - re-raised with a clearer message
+            raise InputError(f"{name} must be a tensor or an array, got {type(x).__name__}") from error
+    dtype, device = _model_dtype_device(model) if model is not None else (None, None)
+    if not x.is_floating_point():
+        x = x.to(dtype or torch.get_default_dtype())
+    if x.dim() == 0:
+        raise InputError(f"{name} is a scalar; pass a batch with the samples along the first axis, e.g. x[None]")
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        raise InputError(
+            f"{name} contains {int(bad.sum())} NaN/inf value(s) (first at index {first}). Mask missing values and "
+            "fill them (e.g. with 0) before explaining; lrp_widgets.data loaders do this."
+        )
+    big = x.abs() >= FILL_VALUE_THRESHOLD
+    if bool(big.any()):
+        first = tuple(int(i) for i in big.nonzero()[0])
+        raise InputError(
+            f"{name} contains {int(big.sum())} value(s) of magnitude >= {FILL_VALUE_THRESHOLD:g} (first at index "
+            f"{first}, value {x[first].item():g}): these look like fill values marking missing data (1e20 marks "
+            "land in netCDF files). Mask them and fill with 0 before explaining."
+        )
+    if dtype is not None:
+        x = x.to(dtype=dtype, device=device)
+    return x
+
+
+def _resolve_target(target, output: torch.Tensor) -> torch.Tensor:
+    n, classes = output.shape
+    if target is None:
+        return output.argmax(1)
+    if isinstance(target, (int, np.integer)):
+        target = torch.full((n,), int(target), dtype=torch.long, device=output.device)
+    else:
+        target = torch.as_tensor(np.asarray(target) if not isinstance(target, torch.Tensor) else target)
+        if target.is_floating_point():
+            if not bool((target == target.round()).all()):
+                raise InputError(f"target must hold class indices (integers), got {target}")
+        target = target.to(torch.long, copy=True).to(output.device).reshape(-1)
+        if target.numel() == 1:
+            target = target.expand(n).clone()
+        if target.numel() != n:
+            raise InputError(f"target has {target.numel()} entries for {n} samples; give one class per sample")
+    if bool(((target < 0) | (target >= classes)).any()):
+        raise InputError(
+            f"target {target.tolist() if target.numel() < 20 else '...'} is out of range: the model has {classes} "
+            f"output(s), so classes are 0..{classes - 1}"
+        )
+    return target
+
+
+def explain(
+    model: nn.Module,
+    x,
+    target=None,
+    composite="epsilon_plus_flat",
+    layers: bool = False,
+    initial_relevance: torch.Tensor | None = None,
+) -> Explanation:
+    """Explain a model's output for a batch with Layer-wise Relevance Propagation.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any model built from supported modules (Linear, Conv, ReLU, pooling, BatchNorm,
+        Flatten, Dropout, ... and :class:`lrp_widgets.Sum` for residual additions). It is never
+        changed: parameters, hooks and train/eval mode are as before when this returns.
+    x : tensor or array, shape (N, ...)
+        A batch of inputs. NaN, inf and fill values (>= 1e10) are rejected.
+    target : None, int or sequence of int
+        The class to explain per sample; ``None`` explains the predicted class.
+    composite : Composite, factory or str
+        Which rule each layer gets, e.g. ``"epsilon_plus_flat"`` (default), ``"epsilon"``,
+        ``"lrp0"``, ``composites.epsilon_gamma_box(0, 1)``.
+    layers : bool
+        Also return the relevance at every module's input (``.layers``).
+    initial_relevance : tensor, optional
+        Relevance to start from at the output (same shape as the output). By default the
+        target's logit: ``one_hot(target) * output``.
+
+    Returns
+    -------
+    Explanation
+        ``.relevance`` (shape of ``x``), ``.output``, ``.target``, ``.layers``, ``.conservation()``.
+
+    Examples
+    --------
+    >>> import torch, lrp_widgets
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    >>> result = lrp_widgets.explain(model, torch.rand(5, 4), composite="epsilon")
+    >>> result.relevance.shape
+    torch.Size([5, 4])
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    composite = _composites.get(composite)
+    x = check_input(x, model)
+    session = Session(model, composite, record_layers=layers)
+    training = {module: module.training for module in model.modules()}
+    try:
+        model.eval()
+        with torch.enable_grad():
+            leaf = x.detach().clone().requires_grad_(True)
+            with session.attached():
+                try:
+                    output = model(leaf)
+                except LRPError:
+                    raise
+                except Exception as error:
+                    raise InputError(
+                        f"the model rejected an input of shape {tuple(x.shape)}: {type(error).__name__}: {error}. "
+                        "Pass a batch shaped as the model expects, with the samples along the first axis."
+                    ) from error
+            output = _check_output(output)
+            target_index = _resolve_target(target, output.detach())
+            if initial_relevance is None:
+                start = torch.zeros_like(output)
+                start.scatter_(1, target_index[:, None], output.detach().gather(1, target_index[:, None]))
+            else:
+                start = torch.as_tensor(initial_relevance, dtype=output.dtype, device=output.device)
+                if start.shape != output.shape:
+                    raise InputError(
+                        f"initial_relevance has shape {tuple(start.shape)}, the output {tuple(output.shape)}; they must match"
+                    )
+            if not output.requires_grad:
+                raise InputError("the model's output does not depend on x through any module; nothing to explain")
+            (relevance,) = torch.autograd.grad(output, leaf, start, allow_unused=True)
+            if relevance is None:
+                relevance = torch.zeros_like(leaf)
+    finally:
+        for module, flag in training.items():
+            module.training = flag
+    ordered = sorted(session.records.items())
+    stage_sums = [("output", start.detach().sum(1))]
+    stage_sums += [(name, sums) for _, (name, sums, _) in reversed(ordered)]
+    stage_sums.append(("input", relevance.detach().flatten(1).sum(1)))
+    layer_map = OrderedDict((name, tensor) for _, (name, _, tensor) in ordered) if layers else None
+    return Explanation(
+        relevance=relevance.detach(),
+        output=output.detach(),
+        target=target_index,
+        layers=layer_map,
+        composite=composite,
+        stage_sums=stage_sums,
+    )
+
+
+def _check_output(output) -> torch.Tensor:
+    if not isinstance(output, torch.Tensor):
+        raise InputError(f"the model returned {type(output).__name__}; explain needs a tensor of scores (N, classes)")
+    if output.dim() == 1:
+        output = output[:, None]
+    if output.dim() != 2:
+        raise InputError(
+            f"the model's output has shape {tuple(output.shape)}; explain needs (N, classes) scores. "
+            "Flatten or select the scores to explain in the model."
+        )
+    if not bool(torch.isfinite(output).all()):
+        raise InputError("the model's output contains NaN/inf; check the model's weights and the input's scale")
+    return output

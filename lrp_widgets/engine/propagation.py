@@ -1,0 +1,309 @@
+"""The one mechanism that moves relevance through a model.
+
+Relevance travels backwards as the "gradient" of one autograd pass (as in Zennit). While the
+model runs forward, a hook on every leaf module replaces the module's output by the output of
+``_Propagate``, an autograd function whose backward asks the module's rule for the relevance
+at the module's input. Nothing is stored on the model: hooks live only inside
+``Session.attached()`` and are removed on the way out, even when the forward pass raises.
+
+Operations outside modules cannot be seen by hooks. Reshapes, concatenation and indexing move
+relevance correctly as gradients do; arithmetic does not (``x + y`` would copy the relevance
+to both terms), so a ``TorchFunctionMode`` watches the forward pass and names such calls.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from . import ops, rules
+from .canonizers import batchnorm_affine, fold_batchnorm
+from .composites import LINEAR_TYPES, Composite
+from .errors import FunctionalCallError, UnsupportedModuleError
+from .layers import Sum
+
+PASS_TYPES = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
+RESHAPE_TYPES = (nn.Flatten, nn.Unflatten)
+MAXPOOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d)
+AVGPOOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
+SUPPORTED_TYPES = LINEAR_TYPES + PASS_TYPES + RESHAPE_TYPES + MAXPOOL_TYPES + AVGPOOL_TYPES + BATCHNORM_TYPES + (Sum,)
+
+# Functions a forward may call outside modules: they move relevance as gradients should.
+_SAFE_FUNCTIONS = {
+    "__get__", "size", "dim", "numel", "__len__", "__format__", "__repr__", "stride", "is_contiguous",
+    "is_floating_point", "element_size", "data_ptr", "storage_offset", "__bool__",
+    "view", "reshape", "view_as", "reshape_as", "flatten", "unflatten", "permute", "transpose", "t",
+    "squeeze", "unsqueeze", "contiguous", "__getitem__", "narrow", "select", "expand", "expand_as",
+    "cat", "concat", "concatenate", "stack", "split", "chunk", "unbind", "tensor_split",
+    "relu", "max_pool1d", "max_pool2d", "max_pool1d_with_indices", "max_pool2d_with_indices",
+    "dropout", "identity", "to", "float", "double", "clone", "detach", "type",
+}
+
+
+def _kind(module: nn.Module) -> str | None:
+    if isinstance(module, Sum):
+        return "sum"
+    if isinstance(module, LINEAR_TYPES):
+        return "linear"
+    if isinstance(module, BATCHNORM_TYPES):
+        return "batchnorm"
+    if isinstance(module, MAXPOOL_TYPES):
+        return "maxpool"
+    if isinstance(module, AVGPOOL_TYPES):
+        return "pool"
+    if isinstance(module, RESHAPE_TYPES):
+        return "reshape"
+    if isinstance(module, PASS_TYPES):
+        return "pass"
+    return None
+
+
+def supported_names() -> str:
+    return ", ".join(sorted({t.__name__ for t in SUPPORTED_TYPES}))
+
+
+def _is_leaf(module: nn.Module) -> bool:
+    return isinstance(module, SUPPORTED_TYPES) or len(module._modules) == 0
+
+
+class _Call:
+    """One call of one leaf module in the forward pass, and how to send relevance back through it."""
+
+    def __init__(self, session, module, name, kind, index):
+        self.session, self.module, self.name, self.kind, self.index = session, module, name, kind, index
+        self.rule = None
+        self.op = None
+        self.z = None  # the layer's output as the rule's denominator sees it (None: recompute)
+        self.fold = None  # a BatchNorm folded into this layer
+        self.output = None  # handed to _Propagate.forward, then dropped
+
+    def relevance(self, R, inputs):
+        """Relevance at the inputs, given relevance ``R`` at the output."""
+        if self.kind == "sum":
+            s = rules.divide(R, self.z, rules.DEFAULT_EPSILON)
+            return tuple((a * s).sum_to_size(a.shape) for a in inputs)
+        (a,) = inputs
+        op = self.op
+        if self.kind == "linear":
+            weight, bias = self.module.weight, self.module.bias
+            if self.fold is not None:
+                weight, bias = fold_batchnorm(weight, bias, self.fold)
+            weight = weight.detach()
+            bias = None if bias is None else bias.detach()
+            if isinstance(self.module, nn.Linear):
+                op = ops.LinearOp(weight, bias)
+            else:
+                op = ops.ConvOp(self.module, weight, bias)
+        return (self.rule.relevance(op, a, R, z=self.z),)
+
+
+class _Propagate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, call, *inputs):
+        ctx.call = call
+        ctx.save_for_backward(*inputs)
+        output, call.output = call.output, None
+        return output
+
+    @staticmethod
+    def backward(ctx, R):
+        call = ctx.call
+        inputs = ctx.saved_tensors
+        relevance = call.relevance(R, inputs)
+        call.session.record(call, relevance)
+        return (None, *relevance)
+
+
+class _Watch(TorchFunctionMode):
+    """Names tensor arithmetic done outside any module during the forward pass."""
+
+    def __init__(self, session):
+        super().__init__()
+        self.session = session
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        session = self.session
+        if session.leaf_depth == 0 and not session.in_hook:
+            name = getattr(func, "__name__", str(func))
+            if name not in _SAFE_FUNCTIONS and _tracks_relevance(args, kwargs):
+                where = session.stack[-1] if session.stack else "the model"
+                module = session.stack_types[-1] if session.stack_types else type(session.model).__name__
+                raise FunctionalCallError(
+                    f"the forward of '{where}' ({module}) calls `{name}` on the data outside any module. "
+                    "LRP's hooks cannot see such a call, so relevance through it would be wrong. "
+                    "Do it with a module instead: lrp_widgets.Sum for residual additions, nn.ReLU, "
+                    "nn.Flatten, nn.Linear, ... (reshapes, indexing, torch.cat and F.relu are fine)."
+                )
+        return func(*args, **kwargs)
+
+
+def _tracks_relevance(args, kwargs) -> bool:
+    for value in list(args) + list(kwargs.values()):
+        if isinstance(value, torch.Tensor) and value.requires_grad:
+            return True
+        if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) and v.requires_grad for v in value):
+            return True
+    return False
+
+
+class Session:
+    """The state of one explanation: hooks, the calls seen in the forward pass, recorded relevance."""
+
+    def __init__(self, model: nn.Module, composite: Composite, record_layers: bool):
+        self.model = model
+        self.composite = composite
+        self.record_layers = record_layers
+        self.names = {}
+        for name, module in model.named_modules():
+            self.names.setdefault(module, name or type(model).__name__)
+        self.calls: list[_Call] = []
+        self.seen_names: dict[str, int] = {}
+        self.producer: dict[int, tuple[_Call, torch.Tensor]] = {}
+        self.pending: list = []
+        self.stack: list[str] = []
+        self.stack_types: list[str] = []
+        self.leaf_depth = 0
+        self.in_hook = False
+        self.first_done = False
+        self.records: dict[int, tuple] = {}
+
+    # -- recording ------------------------------------------------------------------------
+    def record(self, call: _Call, relevance: tuple):
+        sums = sum(r.detach().flatten(1).sum(1) if r.dim() > 1 else r.detach() for r in relevance)
+        tensors = None
+        if self.record_layers:
+            tensors = relevance[0].detach() if len(relevance) == 1 else tuple(r.detach() for r in relevance)
+        self.records[call.index] = (call.name, sums, tensors)
+
+    # -- hooks ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _hook(self):
+        self.in_hook = True
+        try:
+            yield
+        finally:
+            self.in_hook = False
+
+    def _enter(self, module, args):
+        with self._hook():
+            self.stack.append(self.names.get(module, "?"))
+            self.stack_types.append(type(module).__name__)
+
+    def _leave(self, module, args, output):
+        with self._hook():
+            if self.stack:
+                self.stack.pop()
+                self.stack_types.pop()
+
+    def _leaf_enter(self, module, args):
+        with self._hook():
+            self.stack.append(self.names.get(module, "?"))
+            self.stack_types.append(type(module).__name__)
+            self.leaf_depth += 1
+            kind = _kind(module)
+            if kind is None:
+                raise UnsupportedModuleError(
+                    f"module '{self.stack[-1]}' of type {type(module).__module__}.{type(module).__name__} has no LRP "
+                    f"rule. Supported layers: {supported_names()}, and containers whose forward composes them. "
+                    "Rewrite it with supported modules (or explain the part of the model before it)."
+                )
+            if not any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+                self.pending.append(None)
+                return None
+            self.pending.append(args)
+            if getattr(module, "inplace", False):
+                # run the in-place op on a copy: the original input must stay intact for the rules
+                return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+            return None
+
+    def _leaf_leave(self, module, args, output):
+        with self._hook():
+            self.leaf_depth -= 1
+            name = self.stack.pop()
+            self.stack_types.pop()
+            original = self.pending.pop()
+            if original is None:
+                return None
+            if not isinstance(output, torch.Tensor):
+                raise UnsupportedModuleError(
+                    f"module '{name}' ({type(module).__name__}) returns {type(output).__name__}; LRP needs a single "
+                    "tensor (for max pooling, use return_indices=False)."
+                )
+            count = self.seen_names.get(name, 0) + 1
+            self.seen_names[name] = count
+            call = _Call(self, module, name if count == 1 else f"{name}#{count}", _kind(module), len(self.calls))
+            self.calls.append(call)
+            inputs = tuple(a for a in original if isinstance(a, torch.Tensor))
+            self._configure(call, inputs, output)
+            call.output = output.detach()
+            result = _Propagate.apply(call, *inputs)
+            # keep the tensor alive so that its id is not reused while we look it up
+            self.producer[id(result)] = (call, result)
+            return result
+
+    def _configure(self, call: _Call, inputs, output):
+        """Choose the rule and the linear map of one call."""
+        module, composite = call.module, self.composite
+        named = composite.named_rule(call.name)
+        z = output.detach()
+        if call.kind == "linear":
+            call.rule = composite.rule_for(call.name, module, is_first=not self.first_done)
+            self.first_done = True
+            call.z = z
+        elif call.kind == "sum":
+            call.z = z
+        elif call.kind == "batchnorm":
+            previous = self.producer.get(id(inputs[0]))
+            if composite.fold_batchnorm and previous is not None and previous[0].kind == "linear" and previous[0].fold is None:
+                linear = previous[0]
+                linear.fold = module
+                linear.z = z  # the folded layer's output is the BatchNorm's output
+                call.rule, call.op = rules.Pass(), None
+            else:
+                scale, shift = batchnorm_affine(module)
+                shape = (1, -1) + (1,) * (inputs[0].dim() - 2)
+                call.op = ops.FunctionOp(lambda t, scale=scale.reshape(shape): t * scale)
+                call.rule, call.z = rules.Epsilon(), z
+        elif call.kind == "pool":
+            call.op = ops.FunctionOp(module)
+            call.rule = named or composite.rule_for(call.name, module, is_first=False)
+            call.z = z if isinstance(call.rule, rules.Epsilon) else None
+        elif call.kind == "maxpool":
+            if named is not None:
+                call.op, call.rule = ops.FunctionOp(module), named
+            elif composite.maxpool == "average":
+                call.op, call.rule = ops.FunctionOp(ops.max_pool_as_average(module)), rules.Epsilon()
+            else:
+                call.op, call.rule = ops.FunctionOp(module), rules.Gradient()
+        else:  # pass, reshape
+            rule = named or rules.Pass()
+            if not isinstance(rule, (rules.Pass, rules.Gradient)):
+                raise ValueError(
+                    f"rule {rule!r} was given to '{call.name}' ({type(module).__name__}), which is not linear; "
+                    "only Pass or Gradient apply to it"
+                )
+            call.op, call.rule = ops.FunctionOp(module), rule
+
+    @contextlib.contextmanager
+    def attached(self):
+        """Hooks on every module and the functional-call watch, removed on the way out."""
+        handles = []
+        try:
+            for module in self.model.modules():
+                if _is_leaf(module):
+                    handles.append(module.register_forward_pre_hook(self._leaf_enter))
+                    handles.append(module.register_forward_hook(self._leaf_leave))
+                else:
+                    handles.append(module.register_forward_pre_hook(self._enter))
+                    handles.append(module.register_forward_hook(self._leave))
+            with _Watch(self):
+                yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+            self.producer.clear()
+            self.pending.clear()
