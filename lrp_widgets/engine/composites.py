@@ -3,7 +3,7 @@
 A composite is resolved layer by layer while the model runs: the first matching entry wins,
 in this order: ``name_rules`` (exact module name or a glob such as ``"features.*"``), then
 ``first`` (the first Linear/Conv layer the input reaches), then ``layer_rules`` (by
-``isinstance``, in the order given). Linear/Conv layers no entry matches get the epsilon rule.
+``isinstance``, in the order given). Linear/Conv and average-pooling layers no entry matches get the epsilon rule.
 Activations, dropout, reshapes and pooling have fixed treatments (see ``propagation.py``)
 unless a name rule says otherwise.
 
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from . import rules
+from .layers import Sum
 
 __all__ = [
     "Composite",
@@ -40,6 +41,8 @@ __all__ = [
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 LINEAR_TYPES = (nn.Linear,) + CONV_TYPES
+#: Average pooling and residual sums are linear; every factory gives them the composite's epsilon.
+POOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, Sum)
 
 
 @dataclass(frozen=True)
@@ -100,19 +103,28 @@ class Composite:
         return rules.Epsilon()
 
 
+    def pool_rule(self) -> rules.Rule:
+        """The rule average pooling gets (also max pooling treated as average)."""
+        for types, rule in self.layer_rules.items():
+            types = types if isinstance(types, tuple) else (types,)
+            if any(issubclass(nn.AvgPool2d, t) for t in types):
+                return rule
+        return rules.Epsilon()
+
+
 def lrp0() -> Composite:
     """LRP-0 on every Linear/Conv layer."""
-    return Composite({LINEAR_TYPES: rules.Zero()}, name="lrp0")
+    return Composite({LINEAR_TYPES + POOL_TYPES: rules.Zero()}, name="lrp0")
 
 
 def epsilon(epsilon: float = 1e-6) -> Composite:
     """LRP-epsilon on every Linear/Conv layer."""
-    return Composite({LINEAR_TYPES: rules.Epsilon(epsilon)}, name=f"epsilon({epsilon:g})")
+    return Composite({LINEAR_TYPES + POOL_TYPES: rules.Epsilon(epsilon)}, name=f"epsilon({epsilon:g})")
 
 
 def epsilon_plus(epsilon: float = 1e-6) -> Composite:
     """z+ on convolutions, epsilon on dense layers."""
-    return Composite({CONV_TYPES: rules.ZPlus(), nn.Linear: rules.Epsilon(epsilon)}, name="epsilon_plus")
+    return Composite({CONV_TYPES: rules.ZPlus(), nn.Linear: rules.Epsilon(epsilon), POOL_TYPES: rules.Epsilon(epsilon)}, name="epsilon_plus")
 
 
 def epsilon_plus_flat(epsilon: float = 1e-6) -> Composite:
@@ -121,7 +133,7 @@ def epsilon_plus_flat(epsilon: float = 1e-6) -> Composite:
     The composite the slides use (Zennit's ``EpsilonPlusFlat``).
     """
     return Composite(
-        {CONV_TYPES: rules.ZPlus(), nn.Linear: rules.Epsilon(epsilon)},
+        {CONV_TYPES: rules.ZPlus(), nn.Linear: rules.Epsilon(epsilon), POOL_TYPES: rules.Epsilon(epsilon)},
         first=rules.Flat(),
         name="epsilon_plus_flat",
     )
@@ -134,7 +146,7 @@ def epsilon_gamma_box(low=None, high=None, epsilon: float = 1e-6, gamma: float =
     batch's smallest/largest value.
     """
     return Composite(
-        {CONV_TYPES: rules.Gamma(gamma), nn.Linear: rules.Epsilon(epsilon)},
+        {CONV_TYPES: rules.Gamma(gamma), nn.Linear: rules.Epsilon(epsilon), POOL_TYPES: rules.Epsilon(epsilon)},
         first=rules.ZBox(low, high),
         name="epsilon_gamma_box",
     )
@@ -143,7 +155,7 @@ def epsilon_gamma_box(low=None, high=None, epsilon: float = 1e-6, gamma: float =
 def epsilon_alpha2_beta1(epsilon: float = 1e-6) -> Composite:
     """alpha=2, beta=1 on convolutions, epsilon on dense layers."""
     return Composite(
-        {CONV_TYPES: rules.AlphaBeta(2.0, 1.0), nn.Linear: rules.Epsilon(epsilon)},
+        {CONV_TYPES: rules.AlphaBeta(2.0, 1.0), nn.Linear: rules.Epsilon(epsilon), POOL_TYPES: rules.Epsilon(epsilon)},
         name="epsilon_alpha2_beta1",
     )
 

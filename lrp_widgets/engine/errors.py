@@ -10,8 +10,12 @@ class UnsupportedModuleError(LRPError, TypeError):
     """A module the engine has no rule for was called in the model's forward pass."""
 
 
-class FunctionalCallError(LRPError, TypeError):
-    """A tensor operation outside any module, which the engine's hooks cannot see."""
+class FunctionalCallError(LRPError):
+    """A tensor operation outside any module, which the engine's hooks cannot see.
+
+    Not a TypeError on purpose: torch turns a TypeError raised inside ``Tensor.__add__`` into
+    ``NotImplemented``, which would hide this message.
+    """
 
 
 class InputError(LRPError, ValueError):

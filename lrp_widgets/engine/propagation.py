@@ -83,7 +83,7 @@ class _Call:
     def relevance(self, R, inputs):
         """Relevance at the inputs, given relevance ``R`` at the output."""
         if self.kind == "sum":
-            s = rules.divide(R, self.z, rules.DEFAULT_EPSILON)
+            s = rules.divide(R, self.z, getattr(self.rule, "epsilon", rules.DEFAULT_EPSILON))
             return tuple((a * s).sum_to_size(a.shape) for a in inputs)
         (a,) = inputs
         op = self.op
@@ -255,6 +255,10 @@ class Session:
             self.first_done = True
             call.z = z
         elif call.kind == "sum":
+            # the epsilon rule on a sum; the composite may set its epsilon (Zero, Epsilon(e))
+            call.rule = composite.rule_for(call.name, module, is_first=False)
+            if not isinstance(call.rule, rules.Epsilon):
+                raise ValueError(f"'{call.name}' (Sum) takes an Epsilon or Zero rule, got {call.rule!r}")
             call.z = z
         elif call.kind == "batchnorm":
             previous = self.producer.get(id(inputs[0]))
@@ -276,7 +280,7 @@ class Session:
             if named is not None:
                 call.op, call.rule = ops.FunctionOp(module), named
             elif composite.maxpool == "average":
-                call.op, call.rule = ops.FunctionOp(ops.max_pool_as_average(module)), rules.Epsilon()
+                call.op, call.rule = ops.FunctionOp(ops.max_pool_as_average(module)), composite.pool_rule()
             else:
                 call.op, call.rule = ops.FunctionOp(module), rules.Gradient()
         else:  # pass, reshape
