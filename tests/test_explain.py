@@ -306,11 +306,18 @@ def test_maxpool_as_average_on_request():
 
 def test_composite_by_name_glob_and_first_layer():
     model = small_cnn()
-    composite = Composite(layer_rules={nn.Conv2d: rules.ZPlus()}, name_rules={"1*": rules.Zero()}, first=rules.Flat())
-    x = torch.rand(1, 3, 8, 8, dtype=torch.float64)
-    flat = explain(model, x, composite=composite)
-    # the flat first layer makes the map independent of x within the receptive fields' weights
-    assert flat.relevance.shape == x.shape
+    x = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    composite = Composite(layer_rules={nn.Conv2d: rules.ZPlus()}, name_rules={"1[0-9]": rules.Zero()}, first=rules.Flat())
+    result = explain(model, x, composite=composite, layers=True)
+    # the flat first layer spreads relevance independently of the pixel values: both samples'
+    # maps are the same up to the relevance each received at the first layer's output
+    first_out = result.layers["1"].flatten(1)
+    assert result.relevance.shape == x.shape
+    reference = explain(model[1:], model[0](x), composite=Composite(
+        layer_rules={nn.Conv2d: rules.ZPlus()}, name_rules={"10": rules.Zero()}), layers=True)
+    torch.testing.assert_close(reference.relevance.flatten(1), first_out)
+    with pytest.raises(ValueError, match="only Pass or Gradient"):
+        explain(model, x, composite=Composite(name_rules={"1": rules.Zero()}))
     with pytest.raises(ValueError, match="unknown composite"):
         explain(model, x, composite="nope")
 
