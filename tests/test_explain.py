@@ -372,3 +372,19 @@ def test_public_api_names():
         assert hasattr(lrp_widgets.rules, name)
     for name in ["lrp0", "epsilon", "epsilon_plus", "epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1"]:
         assert isinstance(getattr(lrp_widgets.composites, name)(), Composite)
+
+
+def test_masks_give_conditional_relevance_that_adds_up():
+    """Masking complementary neuron sets at a layer splits the relevance map exactly (rules are linear in R)."""
+    torch.manual_seed(0)
+    model = small_cnn()
+    x = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    full = explain(model, x)
+    keep = torch.zeros(1, 6, 1, 1, dtype=torch.float64)
+    keep[:, :2] = 1
+    part = explain(model, x, masks={"4": keep})
+    rest = explain(model, x, masks={"4": 1 - keep})
+    torch.testing.assert_close(part.relevance + rest.relevance, full.relevance)
+    assert not torch.allclose(part.relevance, full.relevance)
+    with pytest.raises(InputError, match="did not call"):
+        explain(model, x, masks={"nope": keep})

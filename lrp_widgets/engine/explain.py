@@ -169,6 +169,7 @@ def explain(
     composite="epsilon_plus_flat",
     layers: bool = False,
     initial_relevance: torch.Tensor | None = None,
+    masks: dict | None = None,
 ) -> Explanation:
     """Explain a model's output for a batch with Layer-wise Relevance Propagation.
 
@@ -190,6 +191,11 @@ def explain(
     initial_relevance : tensor, optional
         Relevance to start from at the output (same shape as the output). By default the
         target's logit: ``one_hot(target) * output``.
+    masks : dict, optional
+        Conditional relevance: module name -> tensor broadcastable to that module's output (or a
+        function of the relevance there). The relevance arriving at the module's output is
+        multiplied by it before the module's rule runs, so only the selected neurons pass
+        relevance further down. Unknown names raise an error.
 
     Returns
     -------
@@ -208,7 +214,7 @@ def explain(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     composite = _composites.get(composite)
     x = check_input(x, model)
-    session = Session(model, composite, record_layers=layers)
+    session = Session(model, composite, record_layers=layers, masks=masks)
     training = {module: module.training for module in model.modules()}
     try:
         model.eval()
@@ -243,6 +249,11 @@ def explain(
     finally:
         for module, flag in training.items():
             module.training = flag
+    if masks:
+        called = {call.name for call in session.calls}
+        unknown = sorted(set(masks) - called)
+        if unknown:
+            raise InputError(f"masks name modules the forward pass did not call: {unknown}; called: {sorted(called)}")
     ordered = sorted(session.records.items())
     stage_sums = [("output", start.detach().sum(1))]
     stage_sums += [(name, sums) for _, (name, sums, _) in reversed(ordered)]

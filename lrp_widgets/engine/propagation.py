@@ -112,6 +112,9 @@ class _Propagate(torch.autograd.Function):
     def backward(ctx, R):
         call = ctx.call
         inputs = ctx.saved_tensors
+        mask = call.session.masks.get(call.name)
+        if mask is not None:  # conditional relevance: only the selected neurons pass relevance
+            R = mask(R) if callable(mask) else R * mask.to(R.dtype)
         relevance = call.relevance(R, inputs)
         call.session.record(call, relevance)
         return (None, *relevance)
@@ -153,8 +156,9 @@ def _tracks_relevance(args, kwargs) -> bool:
 class Session:
     """The state of one explanation: hooks, the calls seen in the forward pass, recorded relevance."""
 
-    def __init__(self, model: nn.Module, composite: Composite, record_layers: bool):
+    def __init__(self, model: nn.Module, composite: Composite, record_layers: bool, masks=None):
         self.model = model
+        self.masks = dict(masks or {})
         self.composite = composite
         self.record_layers = record_layers
         self.names = {}
