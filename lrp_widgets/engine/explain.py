@@ -256,9 +256,9 @@ def explain(
             raise InputError(f"masks name modules the forward pass did not call: {unknown}; called: {sorted(called)}")
     ordered = sorted(session.records.items())
     stage_sums = [("output", start.detach().sum(1))]
-    stage_sums += [(name, sums) for _, (name, sums, _) in reversed(ordered)]
+    stage_sums += [(name, _per_sample_sum(tensors)) for _, (name, tensors) in reversed(ordered)]
     stage_sums.append(("input", relevance.detach().flatten(1).sum(1)))
-    layer_map = OrderedDict((name, tensor) for _, (name, _, tensor) in ordered) if layers else None
+    layer_map = OrderedDict((name, tensors) for _, (name, tensors) in ordered) if layers else None
     return Explanation(
         relevance=relevance.detach(),
         output=output.detach(),
@@ -267,6 +267,11 @@ def explain(
         composite=composite,
         stage_sums=stage_sums,
     )
+
+
+def _per_sample_sum(tensors) -> torch.Tensor:
+    tensors = tensors if isinstance(tensors, tuple) else (tensors,)
+    return sum(t.flatten(1).sum(1) if t.dim() > 1 else t for t in tensors)
 
 
 def _check_output(output) -> torch.Tensor:

@@ -79,6 +79,7 @@ class _Call:
         self.z = None  # the layer's output as the rule's denominator sees it (None: recompute)
         self.fold = None  # a BatchNorm folded into this layer
         self.output = None  # handed to _Propagate.forward, then dropped
+        self.graph = None  # (output, input) of the module's own autograd graph, for Gradient
 
     def relevance(self, R, inputs):
         """Relevance at the inputs, given relevance ``R`` at the output."""
@@ -87,6 +88,12 @@ class _Call:
             return tuple((a * s).sum_to_size(a.shape) for a in inputs)
         (a,) = inputs
         op = self.op
+        if self.graph is not None:  # the module's own backward, no recomputation
+            output, original = self.graph
+            self.graph = None
+            with torch.enable_grad():
+                (grad,) = torch.autograd.grad(output, original, R)
+            return (grad,)
         if self.kind == "linear":
             weight, bias = self.module.weight, self.module.bias
             if self.fold is not None:
@@ -177,11 +184,9 @@ class Session:
 
     # -- recording ------------------------------------------------------------------------
     def record(self, call: _Call, relevance: tuple):
-        sums = sum(r.detach().flatten(1).sum(1) if r.dim() > 1 else r.detach() for r in relevance)
-        tensors = None
-        if self.record_layers:
-            tensors = relevance[0].detach() if len(relevance) == 1 else tuple(r.detach() for r in relevance)
-        self.records[call.index] = (call.name, sums, tensors)
+        # keep references only (no copies, no reductions): sums are taken when asked for
+        tensors = relevance[0].detach() if len(relevance) == 1 else tuple(r.detach() for r in relevance)
+        self.records[call.index] = (call.name, tensors)
 
     # -- hooks ----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -287,6 +292,7 @@ class Session:
                 call.op, call.rule = ops.FunctionOp(ops.max_pool_as_average(module)), composite.pool_rule()
             else:
                 call.op, call.rule = ops.FunctionOp(module), rules.Gradient()
+                call.graph = (output, inputs[0])
         else:  # pass, reshape
             rule = named or rules.Pass()
             if not isinstance(rule, (rules.Pass, rules.Gradient)):

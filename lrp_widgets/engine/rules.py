@@ -18,7 +18,7 @@ DEFAULT_EPSILON = 1e-6
 
 def stabilize(z: torch.Tensor, epsilon: float) -> torch.Tensor:
     """``z + epsilon * sign(z)`` with ``sign(0) = +1``."""
-    return z + epsilon * torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
+    return torch.where(z >= 0, z + epsilon, z - epsilon)
 
 
 def divide(relevance: torch.Tensor, z: torch.Tensor, epsilon: float) -> torch.Tensor:
@@ -108,9 +108,11 @@ class AlphaBeta(Rule):
         return out
 
     def relevance(self, op, a, R, z=None):
-        a_pos = a.clamp(min=0)
         # after a ReLU the input has no negative part: skip its (zero) terms
-        a_neg = a.clamp(max=0) if bool((a < 0).any()) else None
+        if bool(a.amin() < 0):
+            a_pos, a_neg = a.clamp(min=0), a.clamp(max=0)
+        else:
+            a_pos, a_neg = a, None
         w_pos, w_neg = _positive(op.weight), _negative(op.weight)
         if op.weight is None:  # parameter-free linear layer: all "weights" are positive
             w_pos, w_neg = None, None
@@ -160,8 +162,9 @@ class Flat(Rule):
     def relevance(self, op, a, R, z=None):
         ones = torch.ones_like(a)
         weight = None if op.weight is None else torch.ones_like(op.weight)
-        s = divide(R, op(ones, weight, None), self.epsilon)
-        return op.vjp(ones, weight, s)
+        # z depends on shapes only: every sample gets the same, so compute it for one sample
+        z = op(ones[:1], weight, None)
+        return op.vjp(ones, weight, divide(R, z, self.epsilon))
 
 
 @dataclass(frozen=True)
