@@ -70,9 +70,10 @@ class Heatmap:
             ax.set_title(title, fontsize=9)
         self.colorbar = None
         if colorbar:
+            # three ticks (-max, 0, +max), set on each update: few texts keep redraws cheap
             self.colorbar = ax.figure.colorbar(self.image, ax=ax, fraction=0.046, pad=0.04)
             self.colorbar.ax.tick_params(labelsize=7)
-            self.colorbar.set_label(f"{label} (0 = white)", fontsize=7)
+            self.colorbar.set_label(label, fontsize=7)
 
     def update(self, data, mask=None, limit: float | None = None):
         """Show ``data`` (H, W); ``mask`` True marks missing cells (shown grey, not as zero)."""
@@ -82,6 +83,8 @@ class Heatmap:
         limit = symmetric_limit(data) if limit is None else limit
         self.image.set_data(data)
         self.image.set_clim(-limit, limit)
+        if self.colorbar is not None:
+            self.colorbar.set_ticks([-limit, 0, limit], labels=[f"{-limit:.2g}", "0", f"{limit:.2g}"])
         return limit
 
 

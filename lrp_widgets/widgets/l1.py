@@ -39,9 +39,13 @@ class L1Explorer(Explorer):
         zoo models' two_squares test set.
     n_samples : int
         How many test samples to explain per model.
+    composite : str or Composite
+        LRP composite; the epsilon rule by default. (A flat first layer, as in
+        ``epsilon_plus_flat``, would spread relevance evenly over all pixels of a dense first
+        layer and hide exactly what this explorer is about.)
     """
 
-    def __init__(self, models: dict | None = None, data=None, n_samples: int = 200, composite="epsilon_plus_flat", progress: bool = True):
+    def __init__(self, models: dict | None = None, data=None, n_samples: int = 200, composite="epsilon", progress: bool = True):
         if models is None:
             from .. import zoo
 
@@ -81,13 +85,14 @@ class L1Explorer(Explorer):
             "sample": sample_slider(len(x)),
         }
         shape = tuple(x.shape[-2:])
-        figure, axes = lean_figure((11, 2.9), 1, 4, width_ratios=[1, 1, 1.1, 1.1], left=0.02, right=0.97, wspace=0.45, bottom=0.2)
+        figure, axes = lean_figure((11, 2.9), 1, 4, width_ratios=[1, 1, 1.1, 1.1], left=0.02, right=0.97, wspace=0.6, bottom=0.2)
         self.mean_heatmap = Heatmap(axes[0, 0], shape, title="mean relevance (test set)")
         self.sample_heatmap = Heatmap(axes[0, 1], shape, title="one sample")
         if self.mask is not None:
             for ax in (axes[0, 0], axes[0, 1]):
                 ax.contour(self.mask, levels=[0.5], colors="k", linewidths=0.6)
         self.quality = MarkedCurves(axes[0, 2], xlabel="L1 (0 at left)", ylabel="fraction")
+        axes[0, 2].set_title("accuracy and sparsity", fontsize=9)
         self.share_curve = MarkedCurves(axes[0, 3], xlabel="L1 (0 at left)", ylabel="|relevance| share")
         axes[0, 3].set_title("on the informative square", fontsize=9)
         for curves in (self.quality, self.share_curve):

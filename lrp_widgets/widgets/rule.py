@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from .. import composites, explain
 from ..plotting import Heatmap, ImagePanel, lean_figure, relevance_map
@@ -58,17 +59,25 @@ class RuleExplorer(Explorer):
             "gamma": widgets.FloatLogSlider(value=0.25, base=10, min=-2, max=1.5, step=0.125, description="gamma", continuous_update=False),
             "sample": sample_slider(len(x)),
         }
-        # stage names are the same for every composite: one probe explanation fixes the bars
+        # stage names are the same for every composite: one probe explanation fixes the bars.
+        # Relevance sums change only at layers with parameters, so only those get a bar (plus
+        # the output and the input): fewer labels keep the redraw cheap (text dominates it).
         probe = explain(model, x[:1], composite="epsilon").conservation()
+        modules = dict(model.named_modules())
+        self.stage_rows = [
+            i for i, name in enumerate(probe.names)
+            if name in ("output", "input") or isinstance(modules.get(name), (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d))
+        ]
         figure, axes = lean_figure((10, 3.2), 1, 3, width_ratios=[1, 1.15, 1.3], left=0.02, right=0.98, wspace=0.35, bottom=0.15)
         shape = tuple(x.shape[-2:])
         self.input_panel = ImagePanel(axes[0, 0], shape, title="input")
         self.heatmap = Heatmap(axes[0, 1], shape, title="relevance")
         ax = axes[0, 2]
-        self.stage_names = probe.names
+        self.stage_names = [probe.names[i] for i in self.stage_rows]
         positions = np.arange(len(self.stage_names))
         self.bars = ax.barh(positions, np.zeros(len(positions)), color="tab:red")
-        ax.set_yticks(positions, self.stage_names, fontsize=6)
+        ax.set_yticks(positions, self.stage_names, fontsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(3))
         ax.invert_yaxis()
         ax.axvline(0, color="k", lw=0.5)
         ax.set_title("relevance sum per layer", fontsize=9)
@@ -85,8 +94,8 @@ class RuleExplorer(Explorer):
         return {
             "relevance": result.relevance[0].numpy(),
             "heatmap": relevance_map(result.relevance[0]),
-            "stage_names": table.names,
-            "stage_sums": table.sums[:, 0],
+            "stage_names": [table.names[i] for i in self.stage_rows],
+            "stage_sums": table.sums[self.stage_rows, 0],
             "target": target,
             "probability": float(self.probabilities[index, target]),
             "composite": composite.name,
