@@ -42,7 +42,10 @@ _LAZY = {
     "deconvolve": "paths",
     "path_fidelity": "paths",
 }
-_SUBMODULES = {"data", "models", "train", "zoo", "esn", "removal", "paths", "plotting", "widgets", "cli", "engine"}
+_SUBMODULES = {
+    "data", "models", "train", "zoo", "esn", "removal", "paths", "plotting", "widgets", "cli", "engine",
+    "display", "magics",
+}
 
 __all__ = [
     "explain",
@@ -71,7 +74,15 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
 
 
-def load_ipython_extension(ipython):  # pragma: no cover - thin shim, tested via magics module
+def load_ipython_extension(ipython):
+    """``%load_ext lrp_widgets``: registers ``%lrp_explain`` and ``%lrp_explore``."""
     from .magics import load_ipython_extension as _load
 
     _load(ipython)
+
+
+def unload_ipython_extension(ipython):
+    """``%unload_ext lrp_widgets``."""
+    from .magics import unload_ipython_extension as _unload
+
+    _unload(ipython)

@@ -308,6 +308,17 @@ class PathSet(Sequence):
     def __len__(self):
         return len(self.paths)
 
+    # Rich display in notebooks (lrp_widgets.display, imported on first use only).
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        from .display import mimebundle
+
+        return mimebundle(self, include=include, exclude=exclude)
+
+    def _repr_png_(self):
+        from .display import to_png
+
+        return to_png(self)
+
     def neurons_by_layer(self) -> "OrderedDict[str, np.ndarray]":
         """layer -> sorted indices of the neurons that lie on at least one path (every layer listed)."""
         chosen = OrderedDict((layer, set()) for layer in self.layers)

@@ -500,6 +500,17 @@ class RemovalCurve:
             f"aopc={self.aopc:.4f})"
         )
 
+    # Rich display in notebooks (lrp_widgets.display, imported on first use only).
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        from .display import mimebundle
+
+        return mimebundle(self, include=include, exclude=exclude)
+
+    def _repr_png_(self):
+        from .display import to_png
+
+        return to_png(self)
+
 
 def removal_curve(
     model: torch.nn.Module,

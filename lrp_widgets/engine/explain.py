@@ -98,6 +98,22 @@ class Explanation:
     def __len__(self):
         return self.relevance.shape[0]
 
+    # Rich display lives outside the engine: lrp_widgets.display is imported on first use only.
+    def __repr__(self):
+        from ..display import short_repr
+
+        return short_repr(self)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        from ..display import mimebundle
+
+        return mimebundle(self, include=include, exclude=exclude)
+
+    def _repr_png_(self):
+        from ..display import to_png
+
+        return to_png(self)
+
 
 def _model_dtype_device(model: nn.Module):
     for tensor in list(model.parameters()) + list(model.buffers()):
