@@ -93,6 +93,7 @@ class ImagePanel:
 
     def __init__(self, ax: Axes, shape, title: str = "", cmap="gray"):
         self.ax = ax
+        cmap = matplotlib.colormaps[cmap].with_extremes(bad="0.75") if isinstance(cmap, str) else cmap
         self.image = ax.imshow(np.zeros(shape), cmap=cmap, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])

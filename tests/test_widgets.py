@@ -115,3 +115,49 @@ def test_l1_explorer_every_control(l1_explorer):
     assert not np.allclose(before, e.state["sample_map"])
     assert "informative square" in e.readout.value
     e.figure.canvas.draw()
+
+
+# -- LeakRateExplorer ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def leak_explorer():
+    from lrp_widgets.widgets import LeakRateExplorer
+
+    return LeakRateExplorer(two_squares(60, size=16, seed=4), n_reservoir=60, n_explain=8, progress=False)
+
+
+def test_leak_rate_explorer_every_control(leak_explorer):
+    e = leak_explorer
+    assert e.last_error is None and set(e.controls) == {"leak_rate", "slices", "direction", "sample"}
+    e.controls["leak_rate"].value = 0.01
+    slow = e.state["decay_rate"]
+    slow_theory = e.state["theory_profile"].copy()
+    e.controls["leak_rate"].value = 0.6
+    assert e.state["decay_rate"] > slow  # a larger leak rate forgets faster
+    assert e.state["theory_profile"][0] < slow_theory[0]
+    assert e.sweep.marker.get_xdata()[0] == pytest.approx(0.6, rel=0.02)
+    np.testing.assert_allclose(e.decay.lines["measured"].get_ydata(), np.clip(e.state["time_profile"], 1e-6, None))
+    np.testing.assert_allclose(_image_data(e.heatmap), np.nan_to_num(e.state["relevance_map"]), atol=1e-12)
+    assert "test accuracy" in e.readout.value and "heuristic" in e.readout.value
+
+    before = e.state["relevance_map"].copy()
+    e.controls["slices"].value = 4
+    assert not np.allclose(before, e.state["relevance_map"])
+    before = e.state["relevance_map"].copy()
+    e.controls["direction"].value = "right_to_left"
+    assert not np.allclose(before, e.state["relevance_map"])
+    before = e.state["relevance_map"].copy()
+    e.controls["sample"].value = 3
+    assert not np.allclose(before, e.state["relevance_map"])
+
+
+def test_leak_rate_explorer_masks_land_on_enso():
+    from lrp_widgets.data import enso_fields
+    from lrp_widgets.widgets import LeakRateExplorer
+
+    data = enso_fields(120, seed=1)
+    e = LeakRateExplorer(data, n_reservoir=40, n_explain=4, progress=False)
+    land = ~np.asarray(data.ocean, dtype=bool)
+    assert land.any() and e.last_error is None
+    assert np.isnan(e.state["relevance_map"][land]).all()
+    assert np.isfinite(e.state["relevance_map"][~land]).all()
+    assert np.ma.getmaskarray(e.heatmap.image.get_array())[land].all()

@@ -23,6 +23,20 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 
+@contextlib.contextmanager
+def torch_threads(count: int | None):
+    """Run with ``count`` torch threads, then restore the previous setting."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def in_kernel() -> bool:
     """True inside a Jupyter kernel (where an ipympl canvas can be shown)."""
     try:
@@ -91,6 +105,10 @@ class Explorer(widgets.VBox):
     """
 
     cache_size = 64
+    #: torch threads while computing. The explorers' models are small: one thread avoids the
+    #: synchronisation cost that dominates small kernels, and on a busy or shared machine
+    #: (Binder, a laptop running a browser) oversubscribed threads slowed them 10x here.
+    threads = 1
 
     def __init__(self, controls: dict, figure: Figure, title: str = ""):
         super().__init__()
@@ -156,7 +174,8 @@ class Explorer(widgets.VBox):
         """Recompute (or fetch from the cache) and redraw. Returns False if it failed."""
         start = time.perf_counter()
         try:
-            state = self.cached_compute(self.values())
+            with torch_threads(self.threads):
+                state = self.cached_compute(self.values())
             computed = time.perf_counter()
             self.draw(state)
             self.state = state
