@@ -186,5 +186,5 @@ def test_minivgg_positive_relevance_falls_on_the_objects():
     positive = relevance.clamp(min=0)
     inside = float((positive * masks).sum() / positive.sum())
     area = float(masks.float().mean())
-    # measured: 0.72 of the positive relevance on objects covering 0.16 of the image
+    # measured: 0.74 of the positive relevance on objects covering 0.16 of the image
     assert inside > 0.5 and inside > 3 * area

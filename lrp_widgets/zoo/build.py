@@ -107,7 +107,9 @@ def _recipes() -> dict[str, Recipe]:
     recipes["shapes_minivgg"] = Recipe(
         architecture={"architecture": "MiniVGG", "num_classes": 10, "width": 0.25, "inplace": False},
         dataset={"loader": "shapes", "n": 3000, "size": 32, "seed": 0},
-        epochs=15,
+        # 15 epochs at lr 1e-3 underfit (train 0.92 / test 0.89: the dropout of the slides slows it)
+        epochs=20,
+        lr=2e-3,
         description="narrow MiniVGG (the slides' architecture, width 0.25) on 32x32 coloured shapes",
     )
     recipes["enso_mlp"] = Recipe(
