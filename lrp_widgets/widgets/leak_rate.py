@@ -83,7 +83,7 @@ class LeakRateExplorer(Explorer):
             "direction": widgets.ToggleButtons(options=["left_to_right", "right_to_left"], value="left_to_right", description="feed"),
             "sample": sample_slider(len(self.shown)),
         }
-        controls["leak_rate"].description_tooltip = f"heuristic for {self.width} columns: {self.suggested:.3g}"
+        controls["leak_rate"].tooltip = f"heuristic for {self.width} columns: {self.suggested:.3g}"
         shape = (self.height, self.width)
         figure, axes = lean_figure((12, 2.9), 1, 4, width_ratios=[1, 1.15, 1.2, 1.2], left=0.02, right=0.97, wspace=0.6, bottom=0.2)
         self.input_panel = ImagePanel(axes[0, 0], shape, title="input (columns = time)", cmap="RdBu_r")
