@@ -13,7 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-#: name -> (constructor keyword arguments, control changes for the "changed" picture)
+from .widgets import _EXPLORERS
+
+#: explorer -> the control changes for its "changed" picture. "largest" means the control's last
+#: option (a selection) or its maximum (a slider).
 GALLERY = {
     "RuleExplorer": {"composite": "epsilon_gamma_box", "gamma": 2.0},
     "L1Explorer": {"l1": "largest"},
@@ -21,6 +24,9 @@ GALLERY = {
     "RemovalExplorer": {"fraction": 0.3},
     "PathExplorer": {"k": 10},
 }
+
+#: explorer -> its module in lrp_widgets.widgets (one list, kept there)
+MODULES = dict(_EXPLORERS)
 
 
 def tutorials_dir() -> Path:
@@ -61,43 +67,146 @@ def lab(args) -> int:
         return 1
 
 
-def render_gallery(out: Path, names=None, progress: bool = True) -> list[Path]:
-    """Render each explorer's default view and one changed state to ``out/<Name>[_changed].png``."""
-    import matplotlib
+class GalleryError(RuntimeError):
+    """Some explorers could not be rendered; the others were written (``.written``)."""
 
-    matplotlib.use("Agg")
-    from . import widgets
+    def __init__(self, failures: dict, written: list):
+        self.failures, self.written = failures, written
+        super().__init__("; ".join(f"{name}: {reason}" for name, reason in failures.items()))
 
+
+def explorer_class(name: str):
+    """The explorer class called ``name``, or None when its module does not exist (yet).
+
+    Any other import error is raised: a broken explorer must not vanish from the gallery quietly.
+    """
+    import importlib
+
+    if name not in MODULES:
+        raise ValueError(f"unknown explorer {name!r}; known: {', '.join(MODULES)}")
+    module = f"lrp_widgets.widgets.{MODULES[name]}"
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as error:
+        if error.name == module:
+            return None
+        raise
+
+
+def _control_value(widget, value):
+    if value != "largest":
+        return value
+    options = getattr(widget, "options", None)
+    if options:
+        last = list(options)[-1]
+        return last[1] if isinstance(last, tuple) else last
+    return widget.max
+
+
+def _plain_readout(explorer) -> str:
+    import html
+    import re
+
+    return html.unescape(re.sub(r"<[^>]+>", "", explorer.readout.value)).replace("\xa0", " ")
+
+
+def _save(explorer, path: Path, dpi: int) -> bytes:
+    """The figure with its readout as a caption underneath, as PNG (``path`` and the bytes)."""
+    import io
+
+    figure = explorer.figure
+    caption = _plain_readout(explorer)
+    text = figure.text(0.01, 0.0, caption, va="top", ha="left", fontsize=8, color="0.25") if caption else None
+    try:
+        buffer = io.BytesIO()
+        # no Software/date metadata: the same picture gives the same bytes
+        figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.08, facecolor="white", metadata={"Software": None})
+    finally:
+        if text is not None:
+            text.remove()
+    data = buffer.getvalue()
+    path.write_bytes(data)
+    return data
+
+
+def render_one(name: str, out: Path, dpi: int = 100) -> list[Path]:
+    """Render ``name``'s default view and one changed state (``GALLERY[name]``) to PNG files.
+
+    Raises ValueError/RuntimeError with the reason when the explorer cannot be built, shows an
+    error, lacks a control the gallery changes, or draws the same picture after the change.
+    """
+    cls = explorer_class(name)
+    if cls is None:
+        raise ModuleNotFoundError(f"{name}: lrp_widgets.widgets.{MODULES[name]} does not exist")
+    explorer = cls()
+    if explorer.last_error:
+        raise RuntimeError(f"failed to draw its default view: {explorer.last_error}")
+    default = out / f"{name}.png"
+    before = _save(explorer, default, dpi)
+    changes = GALLERY.get(name, {})
+    missing = [control for control in changes if control not in explorer.controls]
+    if missing:
+        raise ValueError(f"has no control {', '.join(missing)} (its controls: {', '.join(explorer.controls)}); update cli.GALLERY")
+    with explorer.hold():
+        for control, value in changes.items():
+            explorer.controls[control].value = _control_value(explorer.controls[control], value)
+    if explorer.last_error:
+        raise RuntimeError(f"failed after the change {changes}: {explorer.last_error}")
+    changed = out / f"{name}_changed.png"
+    after = _save(explorer, changed, dpi)
+    if after == before:
+        raise RuntimeError(f"the change {changes} left the picture as it was; choose another in cli.GALLERY")
+    return [default, changed]
+
+
+def render_gallery(out: Path, names=None, progress: bool = True, dpi: int = 100) -> list[Path]:
+    """Render each explorer's default view and one changed state to ``out/<Name>[_changed].png``.
+
+    Headless (Agg canvases, no display needed). With ``names=None``, every explorer whose module
+    exists; explorers named explicitly must exist. One explorer failing does not stop the others:
+    their pictures are written, then :class:`GalleryError` names every failure.
+
+    Example
+    -------
+    >>> render_gallery(Path("docs/gallery"), ["L1Explorer"])  # doctest: +SKIP
+    [PosixPath('docs/gallery/L1Explorer.png'), PosixPath('docs/gallery/L1Explorer_changed.png')]
+    """
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in names or GALLERY:
-        explorer = getattr(widgets, name)()
-        if explorer.last_error:
-            raise RuntimeError(f"{name} failed to draw its default view: {explorer.last_error}")
-        path = out / f"{name}.png"
-        explorer.figure.savefig(path)
-        written.append(path)
-        with explorer.hold():
-            for control, value in GALLERY[name].items():
-                widget = explorer.controls[control]
-                if value == "largest":
-                    value = widget.options[-1][1] if isinstance(widget.options[-1], tuple) else widget.options[-1]
-                widget.value = value
-        if explorer.last_error:
-            raise RuntimeError(f"{name} failed after a control change: {explorer.last_error}")
-        path = out / f"{name}_changed.png"
-        explorer.figure.savefig(path)
-        written.append(path)
+    explicit = bool(names)
+    names = list(names or GALLERY)
+    for name in names:
+        if name not in MODULES:
+            raise ValueError(f"unknown explorer {name!r}; known: {', '.join(MODULES)}")
+    written, failures = [], {}
+    for name in names:
+        if not explicit and explorer_class(name) is None:
+            if progress:
+                print(f"{name}: skipped, lrp_widgets.widgets.{MODULES[name]} does not exist yet", file=sys.stderr)
+            continue
+        try:
+            paths = render_one(name, out, dpi)
+        except Exception as error:  # noqa: BLE001 - reported together at the end
+            failures[name] = f"{type(error).__name__}: {error}"
+            if progress:
+                print(f"{name}: FAILED, {failures[name]}", file=sys.stderr)
+            continue
+        written.extend(paths)
         if progress:
-            print(f"{name}: {path.parent}")
+            print(f"{name}: {', '.join(str(p) for p in paths)}")
+    if failures:
+        raise GalleryError(failures, written)
     return written
 
 
 def gallery(args) -> int:
-    written = render_gallery(Path(args.out), args.only or None)
+    try:
+        written = render_gallery(Path(args.out), args.only or None, dpi=args.dpi)
+    except GalleryError as error:
+        print(f"wrote {len(error.written)} pictures to {Path(args.out).resolve()}; failed: {error}", file=sys.stderr)
+        return 1
     print(f"wrote {len(written)} pictures to {Path(args.out).resolve()}")
     return 0
-
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="lrp-widgets", description=__doc__.splitlines()[0])
@@ -109,6 +218,7 @@ def main(argv=None) -> int:
     gallery_parser = commands.add_parser("gallery", help="render every explorer to PNG files")
     gallery_parser.add_argument("--out", required=True, help="output folder")
     gallery_parser.add_argument("--only", nargs="*", choices=list(GALLERY), help="just these explorers")
+    gallery_parser.add_argument("--dpi", type=int, default=100, help="resolution of the pictures (default 100)")
     gallery_parser.set_defaults(run=gallery)
     args = parser.parse_args(argv)
     return args.run(args)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Sequence
 
-import torch
 from torch import nn
 
 __all__ = ["MLP", "CNN", "MiniVGG", "VGG16_FEATURES", "vgg16", "build", "ARCHITECTURES"]

@@ -11,8 +11,8 @@ from torch import nn
 from lrp_widgets import zoo
 from lrp_widgets.data import shapes
 from lrp_widgets.engine.errors import UnsupportedModuleError
-from lrp_widgets.models import MLP, MiniVGG
-from lrp_widgets.paths import PathFinder, activation_heatmap, deconvolve
+from lrp_widgets.models import MLP
+from lrp_widgets.paths import activation_heatmap, deconvolve
 from lrp_widgets.widgets import PathExplorer
 
 KS = range(1, 11)

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from .. import explain
-from ..plotting import Heatmap, MarkedCurves, lean_figure, relevance_map
+from ..plotting import Heatmap, MarkedCurves, lean_figure
 from ..train import accuracy, sparsity
 from .base import Explorer
 from .common import check_model_and_data, sample_slider
