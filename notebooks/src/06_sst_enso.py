@@ -1,0 +1,336 @@
+# %% [markdown]
+# # 06 · Sea surface temperatures and ENSO: relevance maps with land masked
+#
+# **What you will learn**
+#
+# * what real sea surface temperature (SST) anomalies look like: 50 Pacific winters, with land as
+#   *missing values* (drawn grey, never as zero), and the Nino 3.4 index that labels a winter El
+#   Nino or La Nina;
+# * how an MLP, a CNN (both from the package's zoo) and an echo state network (columns =
+#   longitudes) classify El Nino against La Nina, and where their relevance lies, with land masked;
+# * what goes wrong when missing values are handled badly: a fill value that reaches the model,
+#   a map drawn without its mask, a rule that ignores the input, and a constant fill that the
+#   model learns to use — each shown and measured.
+
+# %%
+import numpy as np
+import torch
+import matplotlib
+import matplotlib.pyplot as plt
+from types import SimpleNamespace
+from lrp_widgets import ESN, explain, explain_esn, image_to_sequence, suggest_leak_rate, zoo
+from lrp_widgets.data import enso_observed, sst_anomalies
+from lrp_widgets.esn import sequence_to_image
+from lrp_widgets.models import MLP
+from lrp_widgets.train import accuracy, train
+
+torch.manual_seed(0)
+torch.set_num_threads(1)  # small models: one thread is fastest on a shared 2-core machine
+%matplotlib inline
+
+# %% [markdown]
+# ## 1. The data: 50 winters of SST anomalies
+#
+# The record ships with the `eofs` package: winter (November to March) mean SST anomalies in K on
+# an 18x30 grid over the Pacific (22.5S to 62.5N, 117.5E to 97.5W). The file marks land with the
+# fill value 1e20; `sst_anomalies()` turns it into NaN, so it can never be mistaken for a
+# temperature.
+
+# %%
+sst = sst_anomalies()
+years = sst.time.astype("datetime64[Y]").astype(int) + 1970  # the January of each winter
+land = ~sst.ocean
+print(f"values {sst.values.shape} (winters, lat, lon), winters {years[0] - 1}/{years[0] % 100:02d} to "
+      f"{years[-1] - 1}/{years[-1] % 100:02d}; land cells: {land.sum()} of {land.size} ({land.mean():.0%})")
+print(f"anomalies on the ocean: {np.nanmin(sst.values):.2f} to {np.nanmax(sst.values):.2f} K")
+assert np.isnan(sst.values[:, land]).all() and np.isfinite(sst.values[:, sst.ocean]).all()
+
+# %% [markdown]
+# A helper draws a map on the grid with NaN cells grey and the Nino 3.4 box (5S-5N, 170W-120W)
+# outlined; colour scales are symmetric around zero.
+
+# %%
+extent = [sst.lon[0] - 2.5, sst.lon[-1] + 2.5, sst.lat[0] - 2.5, sst.lat[-1] + 2.5]
+
+
+def draw_map(ax, field, title, cmap="RdBu_r", bad="0.6", label=None):
+    field = np.asarray(field, dtype=float)
+    limit = np.nanmax(np.abs(field)) or 1.0
+    colormap = matplotlib.colormaps[cmap].with_extremes(bad=bad)
+    image = ax.imshow(np.ma.masked_invalid(field), cmap=colormap, vmin=-limit, vmax=limit,
+                      origin="lower", extent=extent, interpolation="nearest")
+    ax.add_patch(plt.Rectangle((190, -5), 50, 10, fill=False, ec="k", lw=1))
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+    colorbar = ax.figure.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
+    colorbar.ax.tick_params(labelsize=7)
+    if label:
+        colorbar.set_label(label, fontsize=7)
+    return image
+
+
+index = sst.nino34_index()  # standardized
+warm, cold = int(index.argmax()), int(index.argmin())
+
+
+def winter(i):
+    return f"{years[i] - 1}/{years[i] % 100:02d}"
+
+
+fig, axes = plt.subplots(1, 3, figsize=(14, 2.9))
+draw_map(axes[0], sst.values[warm], f"El Nino winter {winter(warm)} (Nino 3.4 = {index[warm]:+.1f})", label="K")
+draw_map(axes[1], sst.values[cold], f"La Nina winter {winter(cold)} (Nino 3.4 = {index[cold]:+.1f})", label="K")
+draw_map(axes[2], np.nan_to_num(sst.values[warm]), f"{winter(warm)}, land filled with 0, not masked", label="K")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Land is grey in the first two maps. In the third, land was filled with 0 and drawn like the
+# sea: the Americas and Asia look like ocean with exactly average temperature. Filling with 0 is
+# right for the *model* (section 3), but a map must keep the mask.
+#
+# ## 2. The Nino 3.4 index
+#
+# The mean anomaly over the Nino 3.4 box, standardized over the 50 winters. Above +0.5 the
+# winter counts as El Nino, below -0.5 as La Nina; neutral winters are left out of the labelled
+# set (`enso_observed()`).
+
+# %%
+colors = np.where(index > 0.5, "tab:red", np.where(index < -0.5, "tab:blue", "0.7"))
+fig, ax = plt.subplots(figsize=(10, 2.6))
+ax.bar(years, index, color=colors, width=0.8)
+for level in (0.5, -0.5):
+    ax.axhline(level, color="k", ls=":", lw=0.8)
+ax.set_xlabel("winter (year of its January)")
+ax.set_ylabel("Nino 3.4 (standardized)")
+plt.tight_layout()
+plt.show()
+observed = enso_observed()
+counts = {"El Nino": int((index > 0.5).sum()), "La Nina": int((index < -0.5).sum()), "neutral": int((np.abs(index) <= 0.5).sum())}
+print(counts, "| labelled real winters:", len(observed.y))
+assert counts["El Nino"] + counts["La Nina"] == len(observed.y) and sum(counts.values()) == 50
+
+# %% [markdown]
+# Thirty-five labelled winters are too few to train on, so the zoo's models were trained on
+# 2000 synthetic fields with the same spatial structure (`enso_fields`: the leading 20 EOFs of the
+# record, resampled, plus noise, labelled by their own Nino 3.4 index), preprocessed as the real
+# ones: land filled with 0, anomalies capped to [-5, 5] K and divided by the record's standard
+# deviation. We test them on the synthetic test set and on the 35 real winters.
+#
+# ## 3. MLP and CNN from the zoo
+#
+# We explain with `epsilon_plus` (epsilon on dense layers, z+ on convolutions): both rules weigh
+# each input by its value, so an input filled with 0 gets exactly 0 relevance. The maps are the
+# mean relevance over the El Nino test fields, and the relevance for the real winter 1997/98; land
+# is masked (NaN) before drawing.
+
+# %%
+fields = zoo.dataset("enso_mlp")  # the synthetic fields both zoo models were trained on
+ocean = fields.ocean.numpy()
+box = fields.nino34_mask.numpy()
+models = {"MLP": zoo.load("enso_mlp"), "CNN": zoo.load("enso_cnn")}
+test_x, test_y = fields.test.x, fields.test.y
+real_warm = observed.x[int(np.flatnonzero(observed.time == sst.time[warm])[0])][None]  # 1997/98, preprocessed
+
+
+def masked(relevance):
+    """(N, 1, H, W) or (H, W) relevance -> (H, W) numpy with NaN on land."""
+    relevance = np.asarray(relevance, dtype=float).reshape(-1, *ocean.shape).mean(0)
+    return np.where(ocean, relevance, np.nan)
+
+
+def shares(relevance):
+    magnitude = np.abs(np.asarray(relevance, dtype=float)).reshape(-1, *ocean.shape).sum(0)
+    return magnitude[~ocean].sum() / magnitude.sum(), magnitude[box].sum() / magnitude.sum()
+
+
+maps, raw = {}, {}
+for name, model in models.items():
+    result = explain(model, test_x, composite="epsilon_plus")
+    el_nino = result.relevance[test_y == 1, 0].numpy()
+    raw[name] = result.relevance[:, 0].numpy()
+    maps[name] = (masked(el_nino), masked(explain(model, real_warm, composite="epsilon_plus").relevance[0, 0]))
+    land_share, box_share = shares(raw[name])
+    print(f"{name}: accuracy {accuracy(model, test_x, test_y):.1%} (synthetic test), "
+          f"{accuracy(model, observed.x, observed.y):.1%} (35 real winters); share of |relevance| "
+          f"on land {land_share:.3f}, on the Nino 3.4 box {box_share:.2f} (the box is {box.sum() / box.size:.1%} of the grid)")
+
+# %% [markdown]
+# ## 4. An echo state network, columns = longitudes
+#
+# The ESN reads a map column by column from west to east: 30 steps (longitudes) of 18 inputs
+# (latitudes). We cut the 30 columns into 3 slices of 10 (notebook 05) and take the leak rate from
+# the heuristic of notebook 04 for 10 steps. `sequence_to_image(..., mask=ocean)` turns the
+# relevance back into maps with NaN on land.
+
+# %%
+X_train, X_test = image_to_sequence(fields.train.x), image_to_sequence(test_x)
+leak_rate = suggest_leak_rate(10)
+esn = ESN(18, n_outputs=2, n_reservoir=100, leak_rate=leak_rate, slices=3, seed=0).fit(X_train, fields.train.y)
+esn_relevance = explain_esn(esn, X_test).relevance
+esn_maps = sequence_to_image(esn_relevance, mask=ocean)[:, 0].numpy()  # (N, 18, 30), NaN on land
+raw["ESN"] = sequence_to_image(esn_relevance)[:, 0].numpy()
+warm_map = sequence_to_image(explain_esn(esn, image_to_sequence(real_warm)).relevance, mask=ocean)[0, 0].numpy()
+maps["ESN"] = (esn_maps[(test_y == 1).numpy()].mean(0), warm_map)
+land_share, box_share = shares(raw["ESN"])
+print(f"ESN (leak rate {leak_rate:.3f}, 3 slices, 100 units): accuracy {esn.score(X_test, test_y):.1%} (synthetic test), "
+      f"{esn.score(image_to_sequence(observed.x), observed.y):.1%} (35 real winters); share of |relevance| on land "
+      f"{land_share:.3f}, on the Nino 3.4 box {box_share:.2f}")
+
+# %%
+fig, axes = plt.subplots(2, 3, figsize=(15, 5.4))
+for column, name in enumerate(("MLP", "CNN", "ESN")):
+    mean_map, winter_map = maps[name]
+    draw_map(axes[0, column], mean_map, f"{name}: mean relevance, El Nino test fields", cmap="bwr")
+    draw_map(axes[1, column], winter_map, f"{name}: real winter {winter(warm)}", cmap="bwr")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# All three models put their relevance on the equatorial Pacific, where El Nino and La Nina
+# differ most: the Nino 3.4 box (3.7% of the grid) gets 0.16 (MLP), 0.30 (CNN) and 0.13 (ESN) of
+# the |relevance|. The CNN's maps are the most compact. The ESN's are noisier and of mixed sign
+# (positive and negative evidence side by side, largely cancelling), and for 1997/98 its
+# strongest cells sit at the eastern edge, the end of its last slice: a trace of the gateway of
+# notebook 05. Land is grey in every map, and the relevance there is exactly zero before masking:
+
+# %%
+for name in ("MLP", "CNN", "ESN"):
+    assert (raw[name][:, ~ocean] == 0).all(), name  # 0-filled inputs get no relevance
+    for field in maps[name]:
+        assert np.isnan(field[~ocean]).all() and np.isfinite(field[ocean]).all(), name  # land stays masked
+assert np.isnan(esn_maps[:, ~ocean]).all()
+assert all(shares(raw[name])[1] > 2 * box.mean() for name in raw)  # the box gets more than twice its area's share
+assert all(accuracy(model, observed.x, observed.y) >= 0.9 for model in models.values())
+print("land is NaN in every map; relevance on land is exactly 0 before masking")
+
+# %% [markdown]
+# ## 5. Missing values handled badly
+#
+# ### 5a. A fill value reaches the model
+#
+# Read the file without masking and land is 1e20. A model would happily compute with it (its
+# output is then astronomically large and meaningless); `explain` and the ESN refuse such input
+# with a message that says what to do.
+
+# %%
+raw_file = np.where(ocean, sst.values[warm] / fields.scale, 1e20).astype(np.float32)[None, None]  # (1, 1, 18, 30)
+with torch.no_grad():
+    print("MLP output for the unmasked file:", models["MLP"](torch.from_numpy(raw_file)).numpy())
+refused = {}
+for name, call in (("explain", lambda: explain(models["MLP"], raw_file)),
+                   ("explain_esn", lambda: explain_esn(esn, image_to_sequence(raw_file)))):
+    try:
+        call()
+        refused[name] = False
+    except ValueError as error:  # lrp_widgets' InputError is a ValueError
+        refused[name] = True
+        print(f"{name} refused: {error}\n")
+assert refused == {"explain": True, "explain_esn": True}
+
+# %% [markdown]
+# ### 5b. A map drawn without its mask
+#
+# With the mask, land is grey. Without it, land has relevance 0 and the diverging colour map
+# draws 0 as white: the continents look like ocean that does not matter. Count the cells that
+# are drawn (almost) white, below 2% of the largest |relevance|:
+
+# %%
+mean_raw = raw["MLP"][(test_y == 1).numpy()].mean(0)  # the MLP's mean El Nino map, land 0
+white = np.abs(mean_raw) < 0.02 * np.abs(mean_raw).max()
+print(f"cells drawn white without the mask: {white.sum()}, of which land: {(white & ~ocean).sum()} "
+      f"(all {(~ocean).sum()} land cells), ocean: {(white & ocean).sum()}")
+fig, axes = plt.subplots(1, 2, figsize=(10, 2.7))
+draw_map(axes[0], maps["MLP"][0], "MLP, land masked (grey)", cmap="bwr")
+draw_map(axes[1], mean_raw, "the same map, not masked: land reads as 'irrelevant sea'", cmap="bwr")
+plt.tight_layout()
+plt.show()
+assert (white & ~ocean).sum() == (~ocean).sum()
+
+# %% [markdown]
+# ### 5c. A rule that ignores the input
+#
+# `explain`'s default composite, `epsilon_plus_flat`, uses the *flat* rule on the first layer:
+# it spreads the relevance of each first-layer neuron evenly over all the inputs it sees, whatever
+# their values. The zB (box) rule of `epsilon_gamma_box` weighs inputs by their distance to the
+# input bounds, which is not zero on land either.
+
+# %%
+for composite in ("epsilon_plus", "epsilon_plus_flat", "epsilon_gamma_box"):
+    relevance = explain(models["MLP"], test_x, composite=composite).relevance[:, 0].numpy()
+    print(f"MLP, {composite:>18}: share of |relevance| on land {shares(relevance)[0]:.3f}")
+flat = explain(models["MLP"], test_x, composite="epsilon_plus_flat").relevance[:, 0].numpy()
+zbox = explain(models["MLP"], test_x, composite="epsilon_gamma_box").relevance[:, 0].numpy()
+print(f"land is {(~ocean).mean():.3f} of the grid")
+fig, axes = plt.subplots(1, 2, figsize=(10, 2.7))
+draw_map(axes[0], flat[(test_y == 1).numpy()].mean(0), "MLP, flat first layer, not masked", cmap="bwr")
+draw_map(axes[1], zbox[(test_y == 1).numpy()].mean(0), "MLP, zB first layer, not masked", cmap="bwr")
+plt.tight_layout()
+plt.show()
+assert shares(flat)[0] > 0.1 and shares(zbox)[0] > 0.05 and shares(raw["MLP"])[0] == 0
+
+# %% [markdown]
+# In an MLP every first-layer neuron sees every pixel, so the flat rule gives every pixel the
+# same relevance: a constant map, and land gets exactly its area's share (1/6) although it never
+# changes. The zB rule draws a noisy map that covers land too, with about a tenth of the relevance.
+# Masking the plot hides land, not the relevance it took from the sea. For data with missing
+# values, use a first-layer rule that weighs each input by its value (epsilon, z+), so that a
+# 0-filled input gets nothing.
+#
+# ### 5d. A constant fill the model learns to use
+#
+# A common slip: land stored as -999, then anomalies capped to [-5, 5] K without masking first.
+# Land becomes a constant -5 K "anomaly". It carries no information (it is the same in every
+# sample), and a model trained on it classifies as well as one trained on 0-filled land. We train
+# two MLPs of the zoo's shape from the same initial weights for 5 epochs, one on each version.
+
+# %%
+fill = -5.0 / fields.scale  # -5 K in input units
+
+
+def badly_filled(part):
+    x = part.x.clone()
+    x[:, 0][:, ~fields.ocean] = fill
+    return SimpleNamespace(x=x, y=part.y)
+
+
+versions = {"land = 0 (masked, filled)": fields,
+            "land = -5 K (capped -999)": SimpleNamespace(train=badly_filled(fields.train), test=badly_filled(fields.test))}
+trained = {}
+for name, dataset in versions.items():
+    torch.manual_seed(0)
+    model = MLP((1, 18, 30), 2, hidden=(32, 16))
+    history = train(model, dataset, epochs=5, progress=False)
+    relevance = explain(model, dataset.test.x, composite="epsilon_plus").relevance[:, 0].numpy()
+    trained[name] = {"accuracy": history.test_accuracy[-1], "land": shares(relevance)[0],
+                     "map": relevance[(dataset.test.y == 1).numpy()].mean(0)}
+    print(f"{name}: test accuracy {trained[name]['accuracy']:.1%}, share of |relevance| on land {trained[name]['land']:.3f}")
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(10, 2.7))
+for ax, (name, result) in zip(axes, trained.items()):
+    draw_map(ax, result["map"], f"MLP trained with {name}, not masked", cmap="bwr")
+plt.tight_layout()
+plt.show()
+good, bad = trained.values()
+assert good["accuracy"] >= 0.95 and bad["accuracy"] >= 0.95
+assert good["land"] == 0 and bad["land"] > 0.2
+
+# %% [markdown]
+# Same accuracy, but the badly filled model puts a large share of its relevance on land. The model
+# uses the constant land input like a bias, and LRP, which weighs inputs by their values, hands
+# relevance to it. The map then "explains" El Nino with the continents. Masking the plot would
+# hide the land, but the sea's relevance is still distorted, since part of each prediction was
+# attributed to land.
+#
+# ## What you saw
+#
+# * Real SST anomalies have land as missing values: NaN in the data, grey in every map, 0 in
+#   the model's input.
+# * The zoo's MLP and CNN and an ESN reading longitudes as time all classify the real winters
+#   (trained on synthetic fields), and their relevance lies in the equatorial Pacific around the
+#   Nino 3.4 box; land is exactly 0 before masking and NaN after.
+# * Missing values handled badly make artifacts: 1e20 is refused by `explain` and the ESN (a bare
+#   model just returns outputs near 1e19); a map without its mask draws land as white "irrelevant
+#   sea"; the flat and zB rules give land relevance (1/6 and about 1/9 for the MLP); a constant
+#   non-zero fill gives land almost half of the relevance at the same accuracy.
