@@ -44,7 +44,6 @@ Cost
 """
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -58,6 +57,7 @@ from .engine import composites as _composites
 from .engine.composites import LINEAR_TYPES, Composite
 from .engine.errors import InputError, UnsupportedModuleError
 from .engine.explain import Explanation, check_input, explain
+from .engine.modes import eval_mode
 
 __all__ = [
     "NeuronSelection",
@@ -84,18 +84,6 @@ _BLOCK = 2_000_000
 
 
 # -- helpers -------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module):
-    """Eval mode inside the block, every module's own train/eval flag restored after."""
-    flags = {module: module.training for module in model.modules()}
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, flag in flags.items():
-            module.training = flag
-
-
 def _leaf_chain(model: nn.Module, purpose: str) -> list:
     """``[(name, module), ...]``: the model's leaf modules in order, for nested ``nn.Sequential``.
 
@@ -517,7 +505,7 @@ class PathFinder:
         """One forward pass through the chain, keeping the chosen layers' outputs."""
         wanted = {self._positions[layer]: layer for layer in self.layers}
         activations = {}
-        with _eval_mode(self.model), torch.no_grad():
+        with eval_mode(self.model), torch.no_grad():
             h = self.x.clone()  # an in-place first module must not change the caller's x
             for position, (name, module) in enumerate(self._chain):
                 h = module(h)
@@ -850,7 +838,7 @@ def _output_shapes(model, x, names) -> dict:
             shapes.setdefault(name, tuple(output.shape))
         handles.append(modules[name].register_forward_hook(hook))
     try:
-        with _eval_mode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(x.clone())
     finally:
         for handle in handles:
@@ -899,7 +887,7 @@ def activation_heatmap(model, x, layer: str, channels, reduce: str = "sum") -> t
 
     handle = modules[layer].register_forward_hook(hook)
     try:
-        with _eval_mode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(x.clone())
     finally:
         handle.remove()
@@ -960,7 +948,7 @@ def deconvolve(model, x, layer: str, channel: int) -> torch.Tensor:
                 f"padding_mode={module.padding_mode!r}"
             )
     records = []
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         h = x.clone()
         for name, module in steps:
             shape = h.shape

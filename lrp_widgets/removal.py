@@ -30,7 +30,6 @@ Conventions (our choices, REFERENCE.md is silent on them):
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import warnings
@@ -39,6 +38,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+
+from .engine.modes import evaluating
 
 __all__ = [
     "ORDERS",
@@ -374,19 +375,6 @@ def perturb(
 # ----------------------------------------------------------------------------------------------
 # model evaluation
 # ----------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _evaluating(model: torch.nn.Module):
-    """Eval mode and no gradients for the duration; every module's training flag restored after."""
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for module, training in flags:
-            module.training = training
-
-
 def _logits(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
     out = model(batch)
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != batch.shape[0]:
@@ -606,7 +594,7 @@ def removal_curve(
     counts = torch.tensor([units.count(float(f)) for f in fraction_values], device=x.device)
     n_points = len(fraction_values)
 
-    with _evaluating(model):
+    with evaluating(model):
         # Step 0 is the unperturbed input: it fixes the target before the other steps run.
         logits0 = _predict(model, x, batch_size)
         n_classes = logits0.shape[1]
@@ -772,7 +760,7 @@ def removal_experiment(
     x, y = _as_tensor(data.x, "data.x").detach(), _as_tensor(data.y, "data.y")
     fraction = _check_fraction(fraction)
     batch_size = _check_positive_int(batch_size, "batch_size", "it is the number of images per forward pass")
-    with _evaluating(model):
+    with evaluating(model):
         original = _predict(model, x, batch_size)
     y = _check_target(y, len(x), original.shape[1], x.device, "data.y")
     if relevance is None:
@@ -787,7 +775,7 @@ def removal_experiment(
             logits = original
         else:
             inputs = perturb(x, relevance, fraction, order, baseline, patch, seed, data_mean)
-            with _evaluating(model):
+            with evaluating(model):
                 logits = _predict(model, inputs, batch_size)
         probability = logits.softmax(1)
         now = logits.argmax(1)
@@ -997,7 +985,7 @@ def prune_inputs(
 
     def test_accuracy(model, inputs) -> float:
         test = _with_inputs(data, inputs).test
-        with _evaluating(model):
+        with evaluating(model):
             predicted = _predict(model, test.x, batch_size).argmax(1)
         return float((predicted == test.y).float().mean())
 

@@ -15,13 +15,18 @@ def _image_data(panel):
     return np.ma.getdata(panel.image.get_array()).copy()
 
 
-THREADS = torch.get_num_threads()
-
-
 @pytest.fixture(scope="module")
 def explorer():
-    # the zoo's digits CNN on its test set: a trained model, so the science can be checked
-    return RemovalExplorer(n_samples=32, steps=10, progress=False)
+    # the zoo's digits CNN on its test set: a trained model, so the science can be checked.
+    # Two threads before: the explorer works on one and must give the caller's setting back.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        built = RemovalExplorer(n_samples=32, steps=10, progress=False)
+        built.threads_after_construction = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+    return built
 
 
 def _reset(e, **values):
@@ -37,7 +42,7 @@ def test_builds_on_the_zoo_with_its_controls_and_state(explorer):
     assert e.last_error is None
     assert set(e.controls) == {"fraction", "order", "baseline", "sample"}
     assert set(e.computed_baselines) == {"zero", "mean", "sample_mean", "blur", "noise"}  # precomputed
-    assert torch.get_num_threads() == THREADS  # the explorer's one-thread work restored the setting
+    assert e.threads_after_construction == 2  # the explorer's one-thread work restored the setting
     assert e.controls["fraction"].step == pytest.approx(0.1)
     assert e.controls["sample"].max == 31
     for key in ("fraction", "perturbed", "removed", "curves", "aopc", "prediction", "confidence", "sample_curve"):

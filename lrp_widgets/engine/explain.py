@@ -10,6 +10,7 @@ from torch import nn
 
 from . import composites as _composites
 from .errors import InputError, LRPError
+from .modes import eval_mode
 from .propagation import Session
 
 #: Magnitudes at or above this are fill values (1e20 marks land or missing data), not data.
@@ -231,9 +232,7 @@ def explain(
     composite = _composites.get(composite)
     x = check_input(x, model)
     session = Session(model, composite, record_layers=layers, masks=masks)
-    training = {module: module.training for module in model.modules()}
-    try:
-        model.eval()
+    with eval_mode(model):
         with torch.enable_grad():
             leaf = x.detach().clone().requires_grad_(True)
             with session.attached():
@@ -262,9 +261,6 @@ def explain(
             (relevance,) = torch.autograd.grad(output, leaf, start, allow_unused=True)
             if relevance is None:
                 relevance = torch.zeros_like(leaf)
-    finally:
-        for module, flag in training.items():
-            module.training = flag
     if masks:
         called = {call.name for call in session.calls}
         unknown = sorted(set(masks) - called)

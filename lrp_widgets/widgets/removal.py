@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 
 from .. import explain
 from ..plotting import Heatmap, ImagePanel, MarkedCurves, lean_figure, relevance_map, to_numpy
-from ..removal import BASELINES, ORDERS, SCORES, _evaluating, make_baseline, perturb, removal_curve
+from ..engine.modes import evaluating
+from ..removal import BASELINES, ORDERS, SCORES, make_baseline, perturb, removal_curve
 from .base import Explorer, torch_threads
 from .common import check_model_and_data, class_name, sample_slider
 
@@ -143,7 +144,7 @@ class RemovalExplorer(Explorer):
         self.steps, self.score, self.patch, self.seed = int(steps), score, patch, seed
         self.threads = threads
         self.data_mean, self.blur_sigma, self.progress = data_mean, blur_sigma, progress
-        with torch_threads(threads), _evaluating(model):
+        with torch_threads(threads), evaluating(model):
             logits = model(self.x)
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != len(self.x):
             shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
@@ -264,7 +265,7 @@ class RemovalExplorer(Explorer):
             marked = perturb(self.x, self.relevance, fraction, order, self._marker, self.patch, self.seed)[index]
             removed = (marked != self.x[index]).any(0)
             perturbed = torch.where(removed, self.fill(baseline)[index], self.x[index])
-            with _evaluating(self.model):
+            with evaluating(self.model):
                 probabilities = self.model(perturbed[None]).softmax(1)[0]
         original = int(self.original_prediction[index])
         prediction = int(probabilities.argmax())

@@ -68,7 +68,7 @@ class RuleExplorer(Explorer):
             i for i, name in enumerate(probe.names)
             if name in ("output", "input") or isinstance(modules.get(name), (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d))
         ]
-        figure, axes = lean_figure((10, 3.2), 1, 3, width_ratios=[1, 1.15, 1.3], left=0.02, right=0.98, wspace=0.35, bottom=0.15)
+        figure, axes = lean_figure((10.5, 3.2), 1, 3, width_ratios=[1, 1.15, 1.3], left=0.02, right=0.98, wspace=0.6, bottom=0.15)
         shape = tuple(x.shape[-2:])
         self.input_panel = ImagePanel(axes[0, 0], shape, title="input")
         self.heatmap = Heatmap(axes[0, 1], shape, title="relevance")
