@@ -66,7 +66,7 @@ def main():
     for batch in (1, 32):
         x = torch.rand(batch, 3, 32, 32)
         target = model(x).argmax(1)
-        repeats = 30 if batch == 1 else 8
+        repeats = 100 if batch == 1 else 20
         floor = timed(lambda: gradient_x_input(model, x, target), repeats)
         rows = [
             ("gradient x input (floor)", floor),

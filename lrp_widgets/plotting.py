@@ -59,7 +59,7 @@ class Heatmap:
         Add a colorbar labelled ``label`` (built once).
     """
 
-    def __init__(self, ax: Axes, shape, title: str = "", colorbar: bool = True, label: str = "relevance", cmap=RELEVANCE_CMAP):
+    def __init__(self, ax: Axes, shape, title: str = "", colorbar: bool = True, label: str | None = None, cmap=RELEVANCE_CMAP):
         self.ax = ax
         empty = np.ma.masked_all(shape)
         cmap = matplotlib.colormaps[cmap].with_extremes(bad="0.75") if isinstance(cmap, str) else cmap
@@ -73,7 +73,8 @@ class Heatmap:
             # three ticks (-max, 0, +max), set on each update: few texts keep redraws cheap
             self.colorbar = ax.figure.colorbar(self.image, ax=ax, fraction=0.046, pad=0.04)
             self.colorbar.ax.tick_params(labelsize=7)
-            self.colorbar.set_label(label, fontsize=7)
+            if label:  # the -max/0/+max ticks already say the scale is symmetric about zero
+                self.colorbar.set_label(label, fontsize=7)
 
     def update(self, data, mask=None, limit: float | None = None):
         """Show ``data`` (H, W); ``mask`` True marks missing cells (shown grey, not as zero)."""
@@ -118,7 +119,7 @@ class MarkedCurves:
         self.lines: dict = {}
         self.marker = ax.axvline(np.nan, color="k", lw=1, ls="--")
         if logx:
-            ax.set_xscale("log")
+            plain_log_axis(ax.xaxis)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel(ylabel, fontsize=8)
         ax.tick_params(labelsize=7)
@@ -156,6 +157,41 @@ class MarkedCurves:
             self.ax.set_xlim(x.min() - margin * span, x.max() + margin * span)
         span = max(y.max() - y.min(), 1e-12)
         self.ax.set_ylim(y.min() - margin * span, y.max() + margin * span)
+
+
+def plain_log_axis(axis):
+    """A log scale with plain tick labels ("0.01", not mathtext "10^-2") and no minor labels:
+    mathtext is one of the most expensive things in a redraw."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter, NullLocator
+
+    axis._set_axes_scale("log")
+    axis.set_major_locator(LogLocator(base=10, numticks=4))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_locator(NullLocator())  # every tick is a Line2D drawn on each redraw
+    axis.set_minor_formatter(NullFormatter())
+
+
+def freeze_layout(figure: Figure) -> None:
+    """Lay the figure out once and pin it: axis labels and titles keep their positions.
+
+    Matplotlib otherwise measures every tick label on every draw to place the axis labels and
+    titles (about a third of a redraw of the explorers' figures). Call it after the artists have
+    their first data; later data changes that alter tick label widths do not move the labels.
+    """
+    figure.canvas.draw()
+    for ax in figure.axes:
+        to_axes = ax.transAxes.inverted()
+        for axis in (ax.xaxis, ax.yaxis):
+            label = axis.label
+            if label.get_text():
+                x, y = to_axes.transform(label.get_transform().transform(label.get_position()))
+                axis.set_label_coords(x, y)
+        for title in (ax.title, ax._left_title, ax._right_title):
+            if title.get_text():
+                x, y = to_axes.transform(title.get_transform().transform(title.get_position()))
+                title.set_transform(ax.transAxes)
+                title.set_position((x, y))
+        ax._autotitlepos = False  # private, but the only switch that stops the title search
 
 
 def lean_figure(figsize, nrows: int = 1, ncols: int = 1, **gridspec) -> tuple[Figure, np.ndarray]:

@@ -22,6 +22,8 @@ import ipywidgets as widgets
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..plotting import freeze_layout
+
 
 @contextlib.contextmanager
 def torch_threads(count: int | None):
@@ -136,6 +138,7 @@ class Explorer(widgets.VBox):
         for control in self.controls.values():
             control.observe(self._on_change, names="value")
         self.update()
+        freeze_layout(self.figure)
 
     # -- what an explorer implements -----------------------------------------------------------
     def compute(self, values: dict) -> dict:

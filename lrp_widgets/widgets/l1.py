@@ -90,13 +90,17 @@ class L1Explorer(Explorer):
         if self.mask is not None:
             for ax in (axes[0, 0], axes[0, 1]):
                 ax.contour(self.mask, levels=[0.5], colors="k", linewidths=0.6)
-        self.quality = MarkedCurves(axes[0, 2], xlabel="L1 (0 at left)", ylabel="fraction")
-        axes[0, 2].set_title("accuracy and sparsity", fontsize=9)
-        self.share_curve = MarkedCurves(axes[0, 3], xlabel="L1 (0 at left)", ylabel="|relevance| share")
+        self.quality = MarkedCurves(axes[0, 2], xlabel="L1", ylabel="fraction")
+        axes[0, 2].set_title("accuracy (green), sparsity (purple)", fontsize=8)
+        self.share_curve = MarkedCurves(axes[0, 3], xlabel="L1", ylabel="|relevance| share")
         axes[0, 3].set_title("on the informative square", fontsize=9)
         for curves in (self.quality, self.share_curve):
             curves.ax.set_xlim(-0.3, len(l1_values) - 0.7)
-            curves.ax.set_xticks(range(len(l1_values)), [f"{v:.0e}" if v else "0" for v in l1_values], fontsize=6, rotation=45)
+            # few, unrotated tick labels: text is most of a redraw
+            labels = [f"{v:.0e}" if v else "0" for v in l1_values]
+            keep = {0, len(l1_values) // 2, len(l1_values) - 1}
+            curves.ax.set_xticks(range(len(l1_values)), [t if i in keep else "" for i, t in enumerate(labels)], fontsize=7)
+            curves.ax.set_yticks([0, 0.5, 1])
         self.quality.ax.set_ylim(0, 1.05)
         self.share_curve.ax.set_ylim(0, 1.05)
         if self.mask is not None:
@@ -104,7 +108,6 @@ class L1Explorer(Explorer):
             self.share_curve.ax.axhline(area, color="0.5", lw=0.8, ls=":")
         self.l1_values = l1_values
         super().__init__(controls, figure, title="L1 regularisation and relevance")
-        self.quality.ax.legend(fontsize=7, loc="lower left")
 
     def compute(self, values):
         sweep = self.sweeps[values["architecture"]]

@@ -7,7 +7,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..esn import ESN, explain_esn, image_to_sequence, sequence_to_image, suggest_leak_rate
-from ..plotting import Heatmap, ImagePanel, MarkedCurves, lean_figure
+from ..plotting import Heatmap, ImagePanel, MarkedCurves, lean_figure, plain_log_axis
 from .base import Explorer, torch_threads
 from .common import check_model_and_data, sample_slider
 
@@ -89,23 +89,22 @@ class LeakRateExplorer(Explorer):
         self.input_panel = ImagePanel(axes[0, 0], shape, title="input (columns = time)", cmap="RdBu_r")
         self.heatmap = Heatmap(axes[0, 1], shape, title="relevance")
         self.decay = MarkedCurves(axes[0, 2], xlabel="column (time step)", ylabel="mean |relevance| (max 1)")
-        self.decay.ax.set_yscale("log")
+        plain_log_axis(self.decay.ax.yaxis)
         self.decay.ax.set_xlim(-0.5, self.width - 0.5)
         self.decay.ax.set_ylim(1e-4, 1.5)
-        self.decay.ax.set_title("time decay", fontsize=9)
+        # the titles are the keys: a legend costs more than a third of a redraw
+        self.decay.ax.set_title("time decay: measured (red), leak-only (dashed)", fontsize=8)
         self.sweep = MarkedCurves(axes[0, 3], xlabel="leak rate", ylabel="accuracy, decay per step", logx=True)
-        self.sweep.ax.axvline(self.suggested, color="tab:orange", ls=":", lw=1.2, label=f"heuristic {self.suggested:.3g}")
+        self.sweep.ax.axvline(self.suggested, color="tab:orange", ls=":", lw=1.2)
         self.sweep.ax.set_xlim(SWEEP[0] / 1.3, 1.3)
         self.sweep.ax.set_ylim(-0.1, 1.1)
-        self.sweep.ax.set_title("against the leak rate", fontsize=9)
+        self.sweep.ax.set_title("accuracy (green), decay/step (red),\nleak-only (dashed), heuristic (orange)", fontsize=7)
         for mask_name in ("informative_mask",):
             mask = getattr(data, mask_name, None)
             if mask is not None:
                 for ax in axes[0, :2]:
                     ax.contour(np.asarray(mask, dtype=bool), levels=[0.5], colors="k", linewidths=0.6)
         super().__init__(controls, figure, title="Echo state network: leak rate and memory")
-        self.decay.ax.legend(fontsize=7, loc="lower right")
-        self.sweep.ax.legend(fontsize=6, loc="center left")
 
     # -- computations (cached) ------------------------------------------------------------------
     def _sequences(self, x, direction):
