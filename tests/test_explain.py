@@ -388,3 +388,25 @@ def test_masks_give_conditional_relevance_that_adds_up():
     assert not torch.allclose(part.relevance, full.relevance)
     with pytest.raises(InputError, match="did not call"):
         explain(model, x, masks={"nope": keep})
+
+
+def test_a_module_called_twice_gets_two_stages_and_conserves():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4, bias=False)
+            self.act = nn.ReLU()
+            self.head = nn.Linear(4, 2, bias=False)
+
+        def forward(self, x):
+            return self.head(self.act(self.fc(self.act(self.fc(x)))))
+
+    torch.manual_seed(0)
+    model = Twice().double()
+    with torch.no_grad():
+        model.fc.weight.abs_()  # positive weights keep the activations alive for the check
+    x = torch.rand(3, 4, dtype=torch.float64)
+    result = explain(model, x, composite="lrp0", layers=True)
+    assert list(result.layers) == ["fc", "act", "fc#2", "act#2", "head"]
+    logit = result.output.gather(1, result.target[:, None]).squeeze(1)
+    torch.testing.assert_close(result.relevance.sum(1), logit)
