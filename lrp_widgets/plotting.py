@@ -178,7 +178,8 @@ def freeze_layout(figure: Figure) -> None:
     titles (about a third of a redraw of the explorers' figures). Call it after the artists have
     their first data; later data changes that alter tick label widths do not move the labels.
     """
-    figure.canvas.draw()
+    # lay out without touching the canvas: an ipympl canvas must only render once its view exists
+    figure.draw_without_rendering()
     for ax in figure.axes:
         to_axes = ax.transAxes.inverted()
         for axis in (ax.xaxis, ax.yaxis):
