@@ -10,6 +10,21 @@ def sample_slider(n: int, value: int = 0) -> widgets.IntSlider:
     return widgets.IntSlider(value=min(value, n - 1), min=0, max=max(n - 1, 0), description="sample", continuous_update=False)
 
 
+def model_and_data(model, data, zoo_name: str, what: str, expects: str = "with .x"):
+    """The zoo model ``zoo_name`` and its test set when no model is given, else the user's pair.
+
+    A user's model without data is refused clearly (the zoo's data would not fit it).
+    """
+    if model is None:
+        from .. import zoo
+
+        model = zoo.load(zoo_name)
+        data = zoo.dataset(zoo_name).test if data is None else data
+    if data is None:
+        raise ValueError(f"{what}: pass data ({expects}) along with your own model")
+    return model, data
+
+
 def check_model_and_data(model, x, y=None, what: str = "explorer"):
     """Clear errors for user-supplied models and data at construction."""
     if not isinstance(model, nn.Module):

@@ -21,7 +21,7 @@ from ..engine.errors import UnsupportedModuleError
 from ..paths import PathFinder, activation_heatmap, deconvolve, smape
 from ..plotting import Heatmap, ImagePanel, MarkedCurves, relevance_map, to_numpy
 from .base import Explorer
-from .common import check_model_and_data, class_name, sample_slider
+from .common import check_model_and_data, model_and_data, class_name, sample_slider
 
 DEFAULT_MODEL = "shapes_minivgg"
 OUTPUT = "output"
@@ -81,13 +81,7 @@ class PathExplorer(Explorer):
         precompute: bool = True,
         progress: bool = True,
     ):
-        if model is None:
-            from .. import zoo
-
-            model = zoo.load(DEFAULT_MODEL)
-            data = zoo.dataset(DEFAULT_MODEL).test if data is None else data
-        if data is None:
-            raise ValueError("PathExplorer: pass data (with .x) along with your own model")
+        model, data = model_and_data(model, data, DEFAULT_MODEL, "PathExplorer", "with .x")
         x = getattr(data, "x", None)
         if isinstance(x, torch.Tensor):
             x = x[:n_samples]

@@ -29,7 +29,7 @@ from ..plotting import Heatmap, ImagePanel, MarkedCurves, lean_figure, relevance
 from ..engine.modes import evaluating
 from ..removal import BASELINES, ORDERS, SCORES, make_baseline, perturb, removal_curve
 from .base import Explorer, torch_threads
-from .common import check_model_and_data, class_name, sample_slider
+from .common import check_model_and_data, model_and_data, class_name, sample_slider
 
 DEFAULT_MODEL = "digits_cnn"
 ORDER_NAMES = {"morf": "MoRF", "lerf": "LeRF", "random": "random"}
@@ -111,13 +111,7 @@ class RemovalExplorer(Explorer):
         threads: int | None = 1,
         progress: bool = True,
     ):
-        if model is None:
-            from .. import zoo
-
-            model = zoo.load(DEFAULT_MODEL)
-            data = zoo.dataset(DEFAULT_MODEL).test if data is None else data
-        if data is None:
-            raise ValueError("RemovalExplorer: pass data (with .x of shape (N, C, H, W)) along with your own model")
+        model, data = model_and_data(model, data, DEFAULT_MODEL, "RemovalExplorer", "with .x of shape (N, C, H, W)")
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
             raise ValueError(f"RemovalExplorer: steps must be an integer >= 1, got {steps!r}")
         if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:

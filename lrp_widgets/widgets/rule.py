@@ -9,7 +9,7 @@ from matplotlib.ticker import MaxNLocator
 from .. import composites, explain
 from ..plotting import Heatmap, ImagePanel, lean_figure, relevance_map
 from .base import Explorer
-from .common import check_model_and_data, class_name, sample_slider
+from .common import check_model_and_data, model_and_data, class_name, sample_slider
 
 DEFAULT_MODEL = "shapes_minivgg"
 
@@ -40,13 +40,7 @@ class RuleExplorer(Explorer):
     """
 
     def __init__(self, model=None, data=None, n_samples: int = 64):
-        if model is None:
-            from .. import zoo
-
-            model = zoo.load(DEFAULT_MODEL)
-            data = zoo.dataset(DEFAULT_MODEL).test if data is None else data
-        if data is None:
-            raise ValueError("RuleExplorer: pass data (with .x) along with your own model")
+        model, data = model_and_data(model, data, DEFAULT_MODEL, "RuleExplorer", "with .x")
         x = data.x[:n_samples]
         check_model_and_data(model, x, None, "RuleExplorer")
         self.model, self.data, self.x = model, data, x
