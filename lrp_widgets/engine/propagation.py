@@ -166,6 +166,7 @@ class Session:
     def __init__(self, model: nn.Module, composite: Composite, record_layers: bool, masks=None):
         self.model = model
         self.masks = dict(masks or {})
+        self.kinds: dict = {}  # module -> its kind, looked up once per module, not per call
         self.composite = composite
         self.record_layers = record_layers
         self.names = {}
@@ -213,7 +214,7 @@ class Session:
             self.stack.append(self.names.get(module, "?"))
             self.stack_types.append(type(module).__name__)
             self.leaf_depth += 1
-            kind = _kind(module)
+            kind = self.kinds.get(module) or self.kinds.setdefault(module, _kind(module))
             if kind is None:
                 raise UnsupportedModuleError(
                     f"module '{self.stack[-1]}' of type {type(module).__module__}.{type(module).__name__} has no LRP "
@@ -244,7 +245,7 @@ class Session:
                 )
             count = self.seen_names.get(name, 0) + 1
             self.seen_names[name] = count
-            call = _Call(self, module, name if count == 1 else f"{name}#{count}", _kind(module), len(self.calls))
+            call = _Call(self, module, name if count == 1 else f"{name}#{count}", self.kinds[module], len(self.calls))
             self.calls.append(call)
             inputs = tuple(a for a in original if isinstance(a, torch.Tensor))
             self._configure(call, inputs, output)
