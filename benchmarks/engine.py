@@ -2,8 +2,8 @@
 
 Times, in one run: plain gradient x input (the floor: one forward, one backward to the input),
 lrp_widgets' ``epsilon_plus_flat``, lrp_widgets' ``epsilon``, and Captum's LRP (epsilon rules;
-it rejects ``nn.Flatten`` and in-place ReLU, so it gets the same weights in a copy with a
-functional flatten). Prints the median time of each and the ratios to the floor.
+it rejects ``nn.Flatten``, so it gets the same weights in a copy with a functional flatten
+and plain ReLUs). Prints the median time of each and the ratios to the floor.
 
 Run: ``python benchmarks/engine.py``
 """
@@ -22,7 +22,7 @@ from lrp_widgets.models import MiniVGG
 
 
 class CaptumMiniVGG(nn.Module):
-    """The same network with a functional flatten and no in-place ReLU, as Captum needs."""
+    """The same network with a functional flatten (Captum has no rule for nn.Flatten)."""
 
     def __init__(self, model: MiniVGG):
         super().__init__()

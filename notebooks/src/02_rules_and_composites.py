@@ -80,8 +80,8 @@ plt.show()
 # %% [markdown]
 # ## 3. Agreement with Captum on the epsilon rule
 #
-# Captum's `LRP` uses the epsilon rule (epsilon = 1e-9) on every layer. It rejects `nn.Flatten`
-# and in-place ReLUs, so we give it the same weights in a copy that flattens with a view.
+# Captum's `LRP` uses the epsilon rule (epsilon = 1e-9) on every layer. It rejects `nn.Flatten`,
+# so we give it the same weights in a copy that flattens with a view (and uses plain ReLUs).
 
 # %%
 import copy
