@@ -73,6 +73,7 @@ import torch
 from torch import nn
 
 from .display import RichDisplayMixin
+from .engine.explain import FILL_VALUE_THRESHOLD
 
 __all__ = [
     "ESN",
@@ -85,7 +86,7 @@ __all__ = [
 ]
 
 # Inputs larger than this are almost surely fill values for missing data (netCDF uses 1e20).
-_FILL_THRESHOLD = 1e10
+_FILL_THRESHOLD = FILL_VALUE_THRESHOLD
 _DIRECTIONS = ("left_to_right", "right_to_left")
 _TASKS = (None, "classification", "regression")  # ESN.task_code indexes this
 

@@ -71,6 +71,11 @@ class LeakRateExplorer(Explorer):
         self.train_x, self.train_y = train.x, train.y
         self.test_x, self.test_y = test.x, test.y
         self.shown = test.x[:n_explain]
+        # columns as time steps, per feeding direction: built once, reused by every refit
+        self.sequences = {
+            direction: tuple(image_to_sequence(x, direction) for x in (self.train_x, self.test_x, self.shown))
+            for direction in ("left_to_right", "right_to_left")
+        }
         self.reservoir = ESN(self.channels * self.height, n_outputs=int(train.y.max()) + 1, n_reservoir=n_reservoir, ridge=ridge, seed=seed)
         self.suggested = suggest_leak_rate(int(self.width))
         self._fits: dict = {}
@@ -107,17 +112,15 @@ class LeakRateExplorer(Explorer):
         super().__init__(controls, figure, title="Echo state network: leak rate and memory")
 
     # -- computations (cached) ------------------------------------------------------------------
-    def _sequences(self, x, direction):
-        return image_to_sequence(x, direction)
-
     def fit_and_explain(self, leak_rate: float, slices: int, direction: str) -> dict:
         """Fit the readout at this setting and explain the shown samples (cached)."""
         key = (round(float(leak_rate), 6), int(slices), direction)
         if key not in self._fits:
             esn = self.reservoir.with_leak_rate(float(leak_rate)).with_slices(int(slices))
-            esn.fit(self._sequences(self.train_x, direction), self.train_y)
-            accuracy = esn.score(self._sequences(self.test_x, direction), self.test_y)
-            explanation = explain_esn(esn, self._sequences(self.shown, direction))
+            train, test, shown = self.sequences[direction]
+            esn.fit(train, self.train_y)
+            accuracy = esn.score(test, self.test_y)
+            explanation = explain_esn(esn, shown)
             maps = sequence_to_image(explanation.relevance, self.channels, direction, mask=self.valid).sum(1)
             columns = np.abs(maps.nan_to_num().numpy()).sum(1).mean(0)  # mean |relevance| per image column
             self._fits[key] = {
