@@ -57,7 +57,7 @@ explorer
 #
 # For each model: test accuracy, weight sparsity (share of weights with |w| < 1e-3), and the
 # share of mean |relevance| over the test set that lies on the informative square (the square is
-# 0.9% of the image).
+# 1.6% of the image).
 
 # %%
 print(f"{'model':>4} {'L1':>8} {'accuracy':>9} {'sparsity':>9} {'share on square':>16}")
