@@ -86,9 +86,9 @@ def _kind(result) -> str:
 
 _KINDS = {
     "lrp_widgets.engine.explain.Explanation": "explanation",
-    "lrp_widgets.esn.ESNExplanation": "esn",
-    "lrp_widgets.removal.RemovalCurve": "removal",
-    "lrp_widgets.paths.PathSet": "paths",
+    "lrp_widgets.esn.lrp.ESNExplanation": "esn",
+    "lrp_widgets.removal.curves.RemovalCurve": "removal",
+    "lrp_widgets.paths.results.PathSet": "paths",
 }
 
 

@@ -104,7 +104,7 @@ def _kind(value) -> str:
 
 
 def _is_esn(model) -> bool:
-    return any(f"{k.__module__}.{k.__qualname__}" == "lrp_widgets.esn.ESN" for k in type(model).__mro__)
+    return any(f"{k.__module__}.{k.__qualname__}" == "lrp_widgets.esn.model.ESN" for k in type(model).__mro__)
 
 
 @magics_class

@@ -1,0 +1,157 @@
+"""Images as sequences of columns and back; input checks of sequences; the near-equal pieces of slicing."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..engine.explain import FILL_VALUE_THRESHOLD
+
+# Inputs larger than this are almost surely fill values for missing data (netCDF uses 1e20).
+_FILL_THRESHOLD = FILL_VALUE_THRESHOLD
+_DIRECTIONS = ("left_to_right", "right_to_left")
+
+
+def _as_tensor(data, name: str) -> torch.Tensor:
+    if isinstance(data, torch.Tensor):
+        return data
+    if isinstance(data, np.ma.MaskedArray):
+        raise ValueError(
+            f"{name} is a masked array; fill the masked points first, e.g. "
+            f"{name}.filled(0), and pass the mask separately to sequence_to_image(mask=...)"
+        )
+    try:
+        return torch.as_tensor(np.asarray(data))
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(data).__name__}") from error
+
+
+def _check_finite(values: torch.Tensor, name: str) -> None:
+    if not values.is_floating_point() or values.numel() == 0:
+        return
+    # One pass in the common case: max(|x|) is NaN if any value is, and inf if any value is.
+    if values.abs().max() <= _FILL_THRESHOLD:
+        return
+    if torch.isnan(values).any():
+        raise ValueError(
+            f"{name} contains NaN ({int(torch.isnan(values).sum())} values); mask missing values "
+            "and fill them (e.g. with 0) before passing them to the ESN"
+        )
+    if torch.isinf(values).any():
+        raise ValueError(f"{name} contains inf; replace or clip infinite values before passing them to the ESN")
+    too_large = values.abs() > _FILL_THRESHOLD
+    if too_large.any():
+        raise ValueError(
+            f"{name} contains {int(too_large.sum())} values with |x| > {_FILL_THRESHOLD:g} "
+            f"(largest {values.abs().max().item():g}); these look like fill values for missing data "
+            "(e.g. 1e20 on land). Mask them, fill with 0, and scale the data before using the ESN"
+        )
+
+
+def _check_sequences(X, n_inputs: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    X = _as_tensor(X, "X")
+    if X.ndim != 3:
+        hints = {2: " (one sequence? add a batch axis: X[None])", 4: " (images? convert them with image_to_sequence(images))"}
+        hint = hints.get(X.ndim, "")
+        raise ValueError(f"X must have shape (N, T, F) = (samples, time steps, features), got {tuple(X.shape)}{hint}")
+    if X.shape[2] != n_inputs:
+        raise ValueError(
+            f"X has {X.shape[2]} features per time step but the ESN was built with n_inputs={n_inputs}; "
+            "for images fed column by column n_inputs = channels * height"
+        )
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"X is empty: shape {tuple(X.shape)}")
+    if not (X.is_floating_point() or X.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)):
+        raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
+    _check_finite(X, "X")
+    return X.to(device=device, dtype=dtype)
+
+
+def _piece_bounds(n_steps: int, slices: int) -> list[tuple[int, int]]:
+    """Consecutive near-equal pieces (``numpy.array_split`` sizes: the first ones one longer)."""
+    if slices > n_steps:
+        raise ValueError(f"slices={slices} is more than the {n_steps} time steps of X; use at most {n_steps}")
+    base, extra = divmod(n_steps, slices)
+    bounds, start = [], 0
+    for index in range(slices):
+        stop = start + base + (1 if index < extra else 0)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def _piece_groups(n_steps: int, slices: int) -> list[list[int]]:
+    """Indices of pieces that share a length, so that each group runs as one stacked batch."""
+    groups: dict[int, list[int]] = {}
+    for index, (start, stop) in enumerate(_piece_bounds(n_steps, slices)):
+        groups.setdefault(stop - start, []).append(index)
+    return list(groups.values())
+
+
+def _check_direction(direction: str) -> None:
+    if direction not in _DIRECTIONS:
+        raise ValueError(f"direction must be one of {_DIRECTIONS}, got {direction!r}")
+
+
+def image_to_sequence(images, direction: str = "left_to_right") -> torch.Tensor:
+    """Images as sequences of columns: (N, C, H, W) or (N, H, W) -> (N, T=W, F=C*H).
+
+    Time step t is image column t (``"left_to_right"``) or column W-1-t (``"right_to_left"``);
+    the features of a step are the column's pixels, channel by channel, top to bottom.
+    Missing values must be filled first (see the module notes on masked data).
+    """
+    _check_direction(direction)
+    images = _as_tensor(images, "images")
+    if images.ndim == 3:
+        images = images[:, None]
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (N, C, H, W) or (N, H, W), got {tuple(images.shape)}")
+    n, channels, height, width = images.shape
+    sequence = images.permute(0, 3, 1, 2).reshape(n, width, channels * height)
+    if direction == "right_to_left":
+        sequence = sequence.flip(1)
+    return sequence.contiguous()
+
+
+def sequence_to_image(sequence, channels: int = 1, direction: str = "left_to_right", mask=None) -> torch.Tensor:
+    """Inverse of :func:`image_to_sequence`: (N, T, F) -> (N, channels, F // channels, T).
+
+    Use it to draw relevance as an image. ``mask`` (H, W) bool, True where data is valid (e.g.
+    ``enso.ocean``): masked points become NaN so that plots show them as masked, not as zero.
+    """
+    _check_direction(direction)
+    sequence = _as_tensor(sequence, "sequence")
+    if sequence.ndim != 3:
+        raise ValueError(f"sequence must have shape (N, T, F), got {tuple(sequence.shape)}")
+    n, n_steps, n_features = sequence.shape
+    if n_features % channels:
+        raise ValueError(f"{n_features} features per step cannot be split into {channels} channels")
+    if direction == "right_to_left":
+        sequence = sequence.flip(1)
+    images = sequence.reshape(n, n_steps, channels, n_features // channels).permute(0, 2, 3, 1).contiguous()
+    if mask is not None:
+        mask = _as_tensor(mask, "mask").to(device=images.device, dtype=torch.bool)
+        if mask.shape != images.shape[2:]:
+            raise ValueError(f"mask must have the image shape {tuple(images.shape[2:])}, got {tuple(mask.shape)}")
+        if not images.is_floating_point():
+            images = images.to(torch.get_default_dtype())
+        images = images.masked_fill(~mask, float("nan"))
+    return images
+
+
+def suggest_leak_rate(n_steps: int, keep: float = 0.1) -> float:
+    """Largest leak rate whose leak-only decay keeps a fraction ``keep`` at the first step.
+
+    ``(1 - alpha)^(T - 1) >= keep``, i.e. ``alpha = 1 - keep ** (1 / (T - 1))`` for a sequence of
+    ``T = n_steps`` steps (per slice when slicing). This heuristic is our choice (REFERENCE.md
+    section 2), not the paper's formula.
+
+    Examples
+    --------
+    >>> round(suggest_leak_rate(32), 4)
+    0.0716
+    """
+    if not isinstance(n_steps, (int, np.integer)) or n_steps < 2:
+        raise ValueError(f"n_steps must be an integer >= 2, got {n_steps!r}")
+    if not 0 < keep < 1:
+        raise ValueError(f"keep must be in (0, 1), got {keep!r}")
+    return 1.0 - keep ** (1.0 / (n_steps - 1))
