@@ -70,8 +70,8 @@ def main():
         floor = timed(lambda: gradient_x_input(model, x, target), repeats)
         rows = [
             ("gradient x input (floor)", floor),
-            ("lrp_widgets epsilon_plus_flat", timed(lambda: explain(model, x, target, "epsilon_plus_flat"), repeats)),
-            ("lrp_widgets epsilon", timed(lambda: explain(model, x, target, "epsilon"), repeats)),
+            ("lrp_widgets epsilon_plus_flat", timed(lambda: explain(model, x, target=target, composite="epsilon_plus_flat"), repeats)),
+            ("lrp_widgets epsilon", timed(lambda: explain(model, x, target=target, composite="epsilon"), repeats)),
             ("captum LRP (epsilon)", timed(lambda: LRP(captum_model).attribute(x, target=target), repeats)),
         ]
         for name, seconds in rows:

@@ -64,7 +64,7 @@ def report(title, model, x, layers=None, batch_size=64):
         f"search + heatmap max {max(slider) * 1e3:.1f} ms; cached k: max {max(hit) * 1e3:.3f} ms"
     )
     finder._heatmaps.clear()
-    curve, seconds = clock(lambda: path_fidelity(model, x, KS, finder=finder))
+    curve, seconds = clock(lambda: path_fidelity(model, x, ks=KS, finder=finder))
     print(f"path_fidelity(k = 1..20) with the finder kept:            {seconds * 1e3:9.1f} ms")
     rises = int(np.sum(np.diff(curve.mse) > 1e-12 * max(curve.mse.max(), 1e-30)))
     print(f"  MSE  k=1 {curve.mse[0]:.3e}  k=5 {curve.mse[4]:.3e}  k=20 {curve.mse[-1]:.3e}  (rises between consecutive k: {rises})")

@@ -52,7 +52,7 @@ def main() -> None:
     relevance = lrp_widgets.explain(model, x, composite="epsilon_plus_flat").relevance
 
     def curves():
-        return [removal_curve(model, x, relevance, order, "mean", steps=STEPS, batch_size=args.batch_size) for order in ORDERS]
+        return [removal_curve(model, x, relevance=relevance, order=order, baseline="mean", steps=STEPS, batch_size=args.batch_size) for order in ORDERS]
 
     # The floor: what removal_curve feeds the model, in the same batches: the N unperturbed
     # images, then the 20 x N perturbed ones packed into batches of batch_size.

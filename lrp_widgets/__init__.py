@@ -1,8 +1,9 @@
 """lrp_widgets: Layer-wise Relevance Propagation you can play with in Jupyter.
 
-The public API lives here. The engine (``explain``, ``rules``, ``composites``) is imported
-eagerly; everything else is imported on first use so that ``import lrp_widgets`` stays fast
-and the engine never pulls in widget or plotting code.
+The public API lives here. The engine (``explain``, ``rules``, ``composites``) and
+``display`` (which registers the results' pictures; it loads matplotlib only when the first picture
+is drawn) are imported eagerly; everything else is imported on first use so that
+``import lrp_widgets`` stays fast. The engine itself never imports display, plotting or widget code.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from .engine import composites, rules
 from .engine.explain import Explanation, explain
 from .engine.composites import Composite
 from .engine.layers import Sum
-from .engine.errors import LRPError, UnsupportedModuleError, FunctionalCallError
+from .engine.errors import LRPError, UnsupportedModuleError, FunctionalCallError, InputError
+from .engine.composites import register_composite
 
 # ``from lrp_widgets.rules import Epsilon`` works as well as ``lrp_widgets.rules.Epsilon``.
 sys.modules[__name__ + ".rules"] = rules
@@ -57,6 +59,8 @@ __all__ = [
     "LRPError",
     "UnsupportedModuleError",
     "FunctionalCallError",
+    "InputError",
+    "register_composite",
     *_LAZY,
 ]
 
@@ -72,6 +76,10 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
+
+
+# Fills the results' display registry (engine/results.py): pictures in notebooks.
+from . import display as _display  # noqa: E402,F401
 
 
 def load_ipython_extension(ipython):

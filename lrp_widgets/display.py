@@ -6,9 +6,11 @@ last expression of a cell render as a picture (``image/png``) with a text summar
 output and conservation as the plain-text fallback (``text/plain``). Batches show the first
 :data:`MAX_SAMPLES` samples and say how many there are.
 
-The result classes reach this module through tiny ``_repr_mimebundle_`` methods that import it
-on first display, so the engine never imports drawing code. This module itself imports only
-numpy at import time; matplotlib is loaded when the first picture is drawn.
+Every result class derives from :class:`lrp_widgets.engine.results.Result`, whose
+``_repr_mimebundle_`` asks a registry keyed by class for the picture; this module fills that
+registry when it is imported (``import lrp_widgets`` does it), so the engine never imports
+drawing code. The text summaries are the results' own ``summary()``. This module imports only
+numpy and the result classes at import time; matplotlib is loaded when the first picture is drawn.
 
 Drawing uses a private :class:`matplotlib.figure.Figure` with an Agg canvas: no pyplot, no
 global state, no backend switch. Every array is copied out of the result before drawing, so
@@ -28,16 +30,19 @@ True
 from __future__ import annotations
 
 import io
-import math
 
 import numpy as np
+
+from .engine.explain import Explanation
+from .engine.results import Result, plural as _plural, register_display
+from .esn.lrp import ESNExplanation
+from .paths.results import PathSet
+from .removal.curves import RemovalCurve
 
 __all__ = ["MAX_SAMPLES", "summarize", "short_repr", "figure", "to_png", "mimebundle", "RichDisplayMixin"]
 
 #: How many samples of a batch the picture shows.
 MAX_SAMPLES = 4
-#: How many values a text summary lists before "...".
-MAX_LISTED = 6
 #: Resolution of the pictures (dots per inch); the figures are a few inches wide.
 DPI = 80
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -57,39 +62,21 @@ def _integers(value) -> np.ndarray:
     return np.array(value, dtype=np.int64, copy=True).reshape(-1)
 
 
-def _listed(values, fmt="{:.4g}") -> str:
-    """``3`` for one value, ``[3, 1, 7]`` for a few, ``[3, 1, ..., 0]`` style for many."""
-    values = list(np.asarray(values).reshape(-1))
-    texts = [fmt.format(v) for v in values[:MAX_LISTED]]
-    if len(values) == 1:
-        return texts[0]
-    return "[" + ", ".join(texts) + (", ...]" if len(values) > MAX_LISTED else "]")
+def _curves(result) -> list:
+    return list(result) if isinstance(result, (list, tuple)) else [result]
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def _kind(result) -> str:
-    """Which renderer fits ``result``, by class name along its MRO (no imports needed)."""
-    if isinstance(result, (list, tuple)) and result and all(_kind(item) == "removal" for item in result):
-        return "removal"
+def _drawer(result):
+    """The figure function for ``result`` (nearest class along its MRO); a list of curves draws together."""
+    if isinstance(result, (list, tuple)) and result and all(isinstance(item, RemovalCurve) for item in result):
+        return _figure_removal
     for klass in type(result).__mro__:
-        key = f"{klass.__module__}.{klass.__qualname__}"
-        if key in _KINDS:
-            return _KINDS[key]
+        if klass in _FIGURES:
+            return _FIGURES[klass]
     raise TypeError(
         f"lrp_widgets.display cannot show a {type(result).__name__}; it shows Explanation, ESNExplanation, "
         "RemovalCurve (or a list of them) and PathSet"
     )
-
-
-_KINDS = {
-    "lrp_widgets.engine.explain.Explanation": "explanation",
-    "lrp_widgets.esn.lrp.ESNExplanation": "esn",
-    "lrp_widgets.removal.curves.RemovalCurve": "removal",
-    "lrp_widgets.paths.results.PathSet": "paths",
-}
 
 
 # -- public entry points ---------------------------------------------------------------------------
@@ -105,7 +92,12 @@ def summarize(result) -> str:
     str
         A few lines; the first one says what the result is.
     """
-    return _SUMMARIES[_kind(result)](result)
+    if isinstance(result, (list, tuple)):
+        _drawer(result)  # refuses what is not a list of curves
+        return "\n".join(curve.summary() for curve in result)
+    if not isinstance(result, Result):
+        _drawer(result)
+    return result.summary()
 
 
 def figure(result):
@@ -115,7 +107,7 @@ def figure(result):
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    fig = _FIGURES[_kind(result)](result)
+    fig = _drawer(result)(result)
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
     return fig
@@ -147,56 +139,14 @@ def mimebundle(result, include=None, exclude=None) -> dict:
     return bundle
 
 
-class RichDisplayMixin:
-    """Adds ``_repr_mimebundle_`` and ``_repr_png_`` to a result class (picture + text summary).
-
-    ``class ESNExplanation(RichDisplayMixin): ...``; this module must know the class (see
-    ``_KINDS``). Importing this module is cheap: matplotlib loads on the first picture.
-    """
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        return mimebundle(self, include=include, exclude=exclude)
-
-    def _repr_png_(self):
-        return to_png(self)
+#: Old name of the results' base class (results now derive from it in the engine).
+RichDisplayMixin = Result
 
 
 # -- Explanation -----------------------------------------------------------------------------------
-def _explanation_numbers(result) -> dict:
-    """Per-sample target, explained output and input relevance, as numpy copies."""
-    target = _integers(result.target)
-    if result.stage_sums:
-        table = result.conservation()
-        output, kept = np.array(table.sums[0]), np.array(table.sums[-1])
-    else:  # built by hand, without the engine's stage sums
-        outputs = _array(result.output).reshape(len(target), -1)
-        output = outputs[np.arange(len(target)), target]
-        kept = _array(result.relevance).reshape(len(target), -1).sum(1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = kept / output
-    return {"target": target, "output": output, "input": kept, "ratio": ratio}
-
-
 def short_repr(result) -> str:
     """One line for ``repr(explanation)``: samples, shape, composite, target."""
-    shape = tuple(result.relevance.shape[1:])
-    name = getattr(result.composite, "name", result.composite)
-    return f"Explanation({_plural(len(result), 'sample')} of shape {shape}, composite {name!r}, target {_listed(_integers(result.target), '{}')})"
-
-
-def _summarize_explanation(result) -> str:
-    numbers = _explanation_numbers(result)
-    n = len(result)
-    name = getattr(result.composite, "name", result.composite)
-    lines = [
-        f"Explanation of {_plural(n, 'sample')} of shape {tuple(result.relevance.shape[1:])}, composite {name}",
-        f"target {_listed(numbers['target'], '{}')}, explained output {_listed(numbers['output'])}",
-        f"conservation: input/output relevance = {_listed(numbers['ratio'], '{:.3g}')}"
-        + (f" (mean {np.nanmean(numbers['ratio']):.3g})" if n > 1 and np.isfinite(numbers["ratio"]).any() else ""),
-    ]
-    if result.layers:
-        lines.append(f"relevance recorded at {_plural(len(result.layers), 'layer')}: .layers")
-    return "\n".join(lines)
+    return repr(result)
 
 
 def _sample_view(relevance: np.ndarray):
@@ -285,7 +235,7 @@ def _draw_values(ax, values, title="", xlabel="feature"):
 
 
 def _figure_explanation(result):
-    numbers = _explanation_numbers(result)
+    numbers = result._numbers()
     n = len(result)
     shown = min(n, MAX_SAMPLES)
     relevance = _array(result.relevance[:shown])
@@ -311,35 +261,8 @@ def _figure_explanation(result):
 
 
 # -- ESNExplanation --------------------------------------------------------------------------------
-def _esn_numbers(result) -> dict:
-    target = _integers(result.target)
-    outputs = _array(result.output).reshape(len(target), -1)
-    output = outputs[np.arange(len(target)), target]
-    kept = _array(result.relevance).reshape(len(target), -1).sum(1)
-    leaked = _array(result.leaked).reshape(-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = kept / output
-    return {"target": target, "output": output, "input": kept, "leaked": leaked, "ratio": ratio,
-            "residual": kept + leaked - output}
-
-
-def _summarize_esn(result) -> str:
-    numbers = _esn_numbers(result)
-    n, steps, features = result.relevance.shape
-    theory = -math.log1p(-result.leak_rate) if result.leak_rate < 1 else math.inf
-    return "\n".join([
-        f"ESN explanation of {_plural(n, 'sample')} of {steps} time steps x {features} features, "
-        f"leak rate {result.leak_rate:g}, {_plural(result.slices, 'slice')}, epsilon {result.epsilon:g}",
-        f"target {_listed(numbers['target'], '{}')}, explained output {_listed(numbers['output'])}",
-        f"conservation: input/output relevance = {_listed(numbers['ratio'], '{:.3g}')}, "
-        f"leaked (biases, stabilizers) {_listed(numbers['leaked'])}, "
-        f"max |input + leaked - output| = {np.max(np.abs(numbers['residual'])):.2g}",
-        f"decay rate per step: measured {result.decay_rate:.3g}, leak-only theory {theory:.3g}",
-    ])
-
-
 def _figure_esn(result):
-    numbers = _esn_numbers(result)
+    numbers = result._numbers()
     n = result.relevance.shape[0]
     shown = min(n, MAX_SAMPLES)
     relevance = _array(result.relevance[:shown])  # (shown, T, F)
@@ -369,24 +292,6 @@ def _figure_esn(result):
 
 
 # -- RemovalCurve ----------------------------------------------------------------------------------
-def _curves(result) -> list:
-    return list(result) if isinstance(result, (list, tuple)) else [result]
-
-
-def _summarize_removal(result) -> str:
-    lines = []
-    for curve in _curves(result):
-        n = curve.scores.shape[0]
-        mean = _array(curve.mean_scores)
-        lines += [
-            f"RemovalCurve: {curve.label}, score {curve.score}, {_plural(n, 'sample')}, "
-            f"{_plural(len(curve.fractions) - 1, 'step')} of {curve.n_units} units",
-            f"  target {_listed(_integers(curve.target), '{}')}, mean score {mean[0]:.3g} -> {mean[-1]:.3g}, "
-            f"still correct at the end {float(_array(curve.accuracy)[-1]):.0%}, AOPC {curve.aopc:.4g}",
-        ]
-    return "\n".join(lines)
-
-
 def _figure_removal(result):
     curves = _curves(result)
     fig, ((score_ax, correct_ax),) = _new_figure(7.2, 2.9, 1, 2, left=0.6, right=0.15, top=0.35, bottom=0.45,
@@ -421,31 +326,10 @@ def _figure_removal(result):
 
 
 # -- PathSet ---------------------------------------------------------------------------------------
-def _path_text(paths, path) -> str:
-    return " -> ".join(f"{layer}[{index}]" for layer, index in path.neurons)
-
-
-def _summarize_paths(paths) -> str:
-    lines = [
-        f"PathSet: {_plural(len(paths), 'path')} to target {paths.target}, score {paths.score}, "
-        f"explained output {paths.output_relevance:.4g}, layers {list(paths.layers)} (top first)"
-    ]
-    if len(paths) == 0:
-        lines.append("no path carries positive relevance")
-    covered = sum(path.relevance for path in paths)
-    if len(paths) and paths.output_relevance:
-        lines.append(f"conservation: the paths carry {covered / paths.output_relevance:.1%} of the explained output")
-    for rank, path in enumerate(paths.paths[:10]):
-        lines.append(f"{rank + 1:>3}. {_path_text(paths, path)}  score {path.score:.3g}, relevance {path.relevance:.3g}")
-    if len(paths) > 10:
-        lines.append(f"     ... {len(paths) - 10} more")
-    return "\n".join(lines)
-
-
 def _edge_message(paths, depth, upper_node, layer, index) -> float:
     """Relevance on the edge into ``(layer, index)`` from the node above it (as to_networkx)."""
     if depth == 0:
-        return float(paths.relevance[layer][index])
+        return float(paths.neuron_relevance[layer][index])
     upper = paths.layers[depth - 1]
     return float(paths.messages[(upper, layer)][index, upper_node[1]])
 
@@ -488,7 +372,7 @@ def _figure_paths(paths):
         graph_ax.plot([x0, x1], [y0, y1], color="tab:red" if message >= 0 else "tab:blue",
                       lw=0.5 + 4.5 * abs(message) / largest, alpha=0.7, zorder=1, solid_capstyle="round")
     nodes = [node for node in position if node != "output"]
-    values = np.array([float(paths.relevance[layer][index]) for layer, index in nodes])
+    values = np.array([float(paths.neuron_relevance[layer][index]) for layer, index in nodes])
     limit = symmetric_limit(values)
     xy = np.array([position[node] for node in nodes])
     cmap = matplotlib.colormaps[RELEVANCE_CMAP]
@@ -521,15 +405,12 @@ def _figure_paths(paths):
     return fig
 
 
-_SUMMARIES = {
-    "explanation": _summarize_explanation,
-    "esn": _summarize_esn,
-    "removal": _summarize_removal,
-    "paths": _summarize_paths,
-}
+#: result class -> figure function; each class is registered with the results' display registry.
 _FIGURES = {
-    "explanation": _figure_explanation,
-    "esn": _figure_esn,
-    "removal": _figure_removal,
-    "paths": _figure_paths,
+    Explanation: _figure_explanation,
+    ESNExplanation: _figure_esn,
+    RemovalCurve: _figure_removal,
+    PathSet: _figure_paths,
 }
+for _cls in _FIGURES:
+    register_display(_cls, to_png)

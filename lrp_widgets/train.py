@@ -1,10 +1,14 @@
 """Deterministic training with an optional L1 penalty on the weights."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from .engine import types
+from .engine.modes import predict as predict_scores
 
 __all__ = ["History", "train", "accuracy", "sparsity", "weight_l1", "weight_parameters"]
 
@@ -32,6 +36,12 @@ class History:
     l1: float = 0.0
 
     def as_dict(self) -> dict:
+        """Deprecated alias of :meth:`to_dict`."""
+        warnings.warn("History.as_dict() is deprecated; use .to_dict()", DeprecationWarning, stacklevel=2)
+        return self.to_dict()
+
+    def to_dict(self) -> dict:
+        """Every measured list and the L1 coefficient."""
         return {
             "loss": self.loss,
             "cross_entropy": self.cross_entropy,
@@ -46,7 +56,7 @@ def weight_parameters(model: nn.Module) -> list[torch.Tensor]:
     return [
         module.weight
         for module in model.modules()
-        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and module.weight is not None
+        if isinstance(module, types.LINEAR) and module.weight is not None
     ]
 
 
@@ -57,13 +67,8 @@ def weight_l1(model: nn.Module) -> torch.Tensor:
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Predicted class of every sample (eval mode, restored afterwards)."""
-    was_training = model.training
-    model.eval()
-    try:
-        return torch.cat([model(x[start : start + batch_size]).argmax(dim=1) for start in range(0, len(x), batch_size)])
-    finally:
-        model.train(was_training)
+    """Predicted class of every sample (eval mode; every module's own flag restored afterwards)."""
+    return predict_scores(model, x, batch_size).argmax(dim=1)
 
 
 def accuracy(model: nn.Module, x, y: torch.Tensor | None = None, batch_size: int = 1024) -> float:

@@ -168,7 +168,7 @@ def test_fidelity_falls_with_k_and_reaches_zero_with_all_neurons():
     model, x = tiny_net(bias=False), sample()
     finder = PathFinder(model, x, layers=LAYERS, composite=positive_composite())
     ks = list(range(1, 121))
-    curve = lrp_widgets.path_fidelity(model, x, ks, finder=finder)
+    curve = lrp_widgets.path_fidelity(model, x, ks=ks, finder=finder)
     assert curve.mse.shape == curve.smape.shape == (120,)
     assert np.all(np.diff(curve.mse) <= 1e-15)
     assert np.all(np.diff(curve.n_neurons) >= 0)

@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from . import rules
-from .layers import Sum
+from . import rules, types
 
 __all__ = [
     "Composite",
@@ -36,13 +35,40 @@ __all__ = [
     "epsilon_gamma_box",
     "epsilon_alpha2_beta1",
     "NAMES",
+    "register_composite",
     "get",
 ]
 
-CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-LINEAR_TYPES = (nn.Linear,) + CONV_TYPES
+#: name -> factory; filled by :func:`register_composite`.
+NAMES: dict = {}
+
+
+def register_composite(name: str):
+    """Register a composite factory under ``name`` (a decorator), so ``composite="name"`` finds it.
+
+    Every factory has the same shape: keyword parameters with defaults, returning a
+    :class:`Composite`. ``get(name)`` calls it without arguments.
+
+    Examples
+    --------
+    >>> @register_composite("all_flat")  # doctest: +SKIP
+    ... def all_flat() -> Composite:
+    ...     return Composite({types.LINEAR: rules.Flat()}, name="all_flat")
+    """
+
+    def register(factory):
+        if name in NAMES and NAMES[name] is not factory:
+            raise ValueError(f"a composite is already registered as {name!r}; choose another name")
+        NAMES[name] = factory
+        return factory
+
+    return register
+
+# Old names of the layer families in ``types.py``, kept importable.
+CONV_TYPES = types.CONV
+LINEAR_TYPES = types.LINEAR
 #: Average pooling and residual sums are linear; every factory gives them the composite's epsilon.
-POOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, Sum)
+POOL_TYPES = types.AVGPOOL + types.SUM
 
 
 @dataclass(frozen=True)
@@ -97,36 +123,40 @@ class Composite:
             return rule
         if is_first and self.first is not None:
             return self.first
-        for types, rule in self.layer_rules.items():
-            if isinstance(module, types):
+        for layer_types, rule in self.layer_rules.items():
+            if isinstance(module, layer_types):
                 return rule
         return rules.Epsilon()
 
 
     def pool_rule(self) -> rules.Rule:
         """The rule average pooling gets (also max pooling treated as average)."""
-        for types, rule in self.layer_rules.items():
-            types = types if isinstance(types, tuple) else (types,)
-            if any(issubclass(nn.AvgPool2d, t) for t in types):
+        for layer_types, rule in self.layer_rules.items():
+            layer_types = layer_types if isinstance(layer_types, tuple) else (layer_types,)
+            if any(issubclass(nn.AvgPool2d, t) for t in layer_types):
                 return rule
         return rules.Epsilon()
 
 
+@register_composite("lrp0")
 def lrp0() -> Composite:
     """LRP-0 on every Linear/Conv layer."""
     return Composite({LINEAR_TYPES + POOL_TYPES: rules.Zero()}, name="lrp0")
 
 
+@register_composite("epsilon")
 def epsilon(epsilon: float = 1e-6) -> Composite:
     """LRP-epsilon on every Linear/Conv layer."""
     return Composite({LINEAR_TYPES + POOL_TYPES: rules.Epsilon(epsilon)}, name=f"epsilon({epsilon:g})")
 
 
+@register_composite("epsilon_plus")
 def epsilon_plus(epsilon: float = 1e-6) -> Composite:
     """z+ on convolutions, epsilon on dense layers."""
     return Composite({CONV_TYPES: rules.ZPlus(), nn.Linear: rules.Epsilon(epsilon), POOL_TYPES: rules.Epsilon(epsilon)}, name="epsilon_plus")
 
 
+@register_composite("epsilon_plus_flat")
 def epsilon_plus_flat(epsilon: float = 1e-6) -> Composite:
     """Flat on the first layer, z+ on the other convolutions, epsilon on dense layers.
 
@@ -139,6 +169,7 @@ def epsilon_plus_flat(epsilon: float = 1e-6) -> Composite:
     )
 
 
+@register_composite("epsilon_gamma_box")
 def epsilon_gamma_box(low=None, high=None, epsilon: float = 1e-6, gamma: float = 0.25) -> Composite:
     """zB on the first layer, gamma on the other convolutions, epsilon on dense layers.
 
@@ -152,6 +183,7 @@ def epsilon_gamma_box(low=None, high=None, epsilon: float = 1e-6, gamma: float =
     )
 
 
+@register_composite("epsilon_alpha2_beta1")
 def epsilon_alpha2_beta1(epsilon: float = 1e-6) -> Composite:
     """alpha=2, beta=1 on convolutions, epsilon on dense layers."""
     return Composite(
@@ -160,14 +192,6 @@ def epsilon_alpha2_beta1(epsilon: float = 1e-6) -> Composite:
     )
 
 
-NAMES = {
-    "lrp0": lrp0,
-    "epsilon": epsilon,
-    "epsilon_plus": epsilon_plus,
-    "epsilon_plus_flat": epsilon_plus_flat,
-    "epsilon_gamma_box": epsilon_gamma_box,
-    "epsilon_alpha2_beta1": epsilon_alpha2_beta1,
-}
 
 
 def get(composite) -> Composite:

@@ -9,12 +9,14 @@ import torch
 from torch import nn
 
 from . import composites as _composites
+from .checks import FILL_VALUE_THRESHOLD, check_input, resolve_target
 from .errors import InputError, LRPError
 from .modes import eval_mode
 from .propagation import Session
+from .results import Result, listed, plural
+from .signatures import keyword_arguments
 
-#: Magnitudes at or above this are fill values (1e20 marks land or missing data), not data.
-FILL_VALUE_THRESHOLD = 1e10
+__all__ = ["Explanation", "ConservationTable", "explain", "check_input", "FILL_VALUE_THRESHOLD"]
 
 
 @dataclass
@@ -65,8 +67,8 @@ class ConservationTable:
         return f"<table><thead><tr><th>stage</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
-@dataclass
-class Explanation:
+@dataclass(repr=False)
+class Explanation(Result):
     """The result of :func:`explain`.
 
     Attributes
@@ -99,89 +101,58 @@ class Explanation:
     def __len__(self):
         return self.relevance.shape[0]
 
-    # Rich display lives outside the engine: lrp_widgets.display is imported on first use only.
     def __repr__(self):
-        from ..display import short_repr
+        shape = tuple(self.relevance.shape[1:])
+        name = getattr(self.composite, "name", self.composite)
+        return (f"Explanation({plural(len(self), 'sample')} of shape {shape}, composite {name!r}, "
+                f"target {listed(self.target, '{}')})")
 
-        return short_repr(self)
+    def _numbers(self) -> dict:
+        """Per-sample target, explained output, input relevance and their ratio, as numpy copies."""
+        target = self.target.detach().cpu().numpy().astype(np.int64).reshape(-1)
+        if self.stage_sums:
+            table = self.conservation()
+            output, kept = np.array(table.sums[0]), np.array(table.sums[-1])
+        else:  # built by hand, without the engine's stage sums
+            outputs = self.output.detach().cpu().double().numpy().reshape(len(target), -1)
+            output = outputs[np.arange(len(target)), target]
+            kept = self.relevance.detach().cpu().double().numpy().reshape(len(target), -1).sum(1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = kept / output
+        return {"target": target, "output": output, "input": kept, "ratio": ratio}
 
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        from ..display import mimebundle
+    def summary(self) -> str:
+        """What was explained, the explained output, conservation (input/output relevance)."""
+        numbers = self._numbers()
+        n = len(self)
+        name = getattr(self.composite, "name", self.composite)
+        lines = [
+            f"Explanation of {plural(n, 'sample')} of shape {tuple(self.relevance.shape[1:])}, composite {name}",
+            f"target {listed(numbers['target'], '{}')}, explained output {listed(numbers['output'])}",
+            f"conservation: input/output relevance = {listed(numbers['ratio'], '{:.3g}')}"
+            + (f" (mean {np.nanmean(numbers['ratio']):.3g})" if n > 1 and np.isfinite(numbers["ratio"]).any() else ""),
+        ]
+        if self.layers:
+            lines.append(f"relevance recorded at {plural(len(self.layers), 'layer')}: .layers")
+        return "\n".join(lines)
 
-        return mimebundle(self, include=include, exclude=exclude)
-
-    def _repr_png_(self):
-        from ..display import to_png
-
-        return to_png(self)
-
-
-def _model_dtype_device(model: nn.Module):
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        if tensor.is_floating_point():
-            return tensor.dtype, tensor.device
-    return None, None
-
-
-def check_input(x, model: nn.Module | None = None, name: str = "x") -> torch.Tensor:
-    """``x`` as a float tensor on the model's device and dtype, or a clear error."""
-    if not isinstance(x, torch.Tensor):
-        try:
-            x = torch.as_tensor(np.asarray(x))
-        except Exception as error:  # noqa: BLE001 - re-raised with a clearer message
-            raise InputError(f"{name} must be a tensor or an array, got {type(x).__name__}") from error
-    dtype, device = _model_dtype_device(model) if model is not None else (None, None)
-    if not x.is_floating_point():
-        x = x.to(dtype or torch.get_default_dtype())
-    if x.dim() == 0:
-        raise InputError(f"{name} is a scalar; pass a batch with the samples along the first axis, e.g. x[None]")
-    bad = ~torch.isfinite(x)
-    if bool(bad.any()):
-        first = tuple(int(i) for i in bad.nonzero()[0])
-        raise InputError(
-            f"{name} contains {int(bad.sum())} NaN/inf value(s) (first at index {first}). Mask missing values and "
-            "fill them (e.g. with 0) before explaining; lrp_widgets.data loaders do this."
-        )
-    big = x.abs() >= FILL_VALUE_THRESHOLD
-    if bool(big.any()):
-        first = tuple(int(i) for i in big.nonzero()[0])
-        raise InputError(
-            f"{name} contains {int(big.sum())} value(s) of magnitude >= {FILL_VALUE_THRESHOLD:g} (first at index "
-            f"{first}, value {x[first].item():g}): these look like fill values marking missing data (1e20 marks "
-            "land in netCDF files). Mask them and fill with 0 before explaining."
-        )
-    if dtype is not None:
-        x = x.to(dtype=dtype, device=device)
-    return x
+    def to_dict(self) -> dict:
+        """``relevance``, ``output``, ``target``, ``layers``, ``composite`` (its name), ``conservation``."""
+        return {
+            "relevance": self.relevance,
+            "output": self.output,
+            "target": self.target,
+            "layers": None if self.layers is None else dict(self.layers),
+            "composite": getattr(self.composite, "name", self.composite),
+            "conservation": self.conservation().to_dict() if self.stage_sums else None,
+        }
 
 
-def _resolve_target(target, output: torch.Tensor) -> torch.Tensor:
-    n, classes = output.shape
-    if target is None:
-        return output.argmax(1)
-    if isinstance(target, (int, np.integer)):
-        target = torch.full((n,), int(target), dtype=torch.long, device=output.device)
-    else:
-        target = torch.as_tensor(np.asarray(target) if not isinstance(target, torch.Tensor) else target)
-        if target.is_floating_point():
-            if not bool((target == target.round()).all()):
-                raise InputError(f"target must hold class indices (integers), got {target}")
-        target = target.to(torch.long, copy=True).to(output.device).reshape(-1)
-        if target.numel() == 1:
-            target = target.expand(n).clone()
-        if target.numel() != n:
-            raise InputError(f"target has {target.numel()} entries for {n} samples; give one class per sample")
-    if bool(((target < 0) | (target >= classes)).any()):
-        raise InputError(
-            f"target {target.tolist() if target.numel() < 20 else '...'} is out of range: the model has {classes} "
-            f"output(s), so classes are 0..{classes - 1}"
-        )
-    return target
-
-
+@keyword_arguments("target", "composite", "layers", "initial_relevance", "masks")
 def explain(
     model: nn.Module,
     x,
+    *,
     target=None,
     composite="epsilon_plus_flat",
     layers: bool = False,
@@ -246,7 +217,7 @@ def explain(
                         "Pass a batch shaped as the model expects, with the samples along the first axis."
                     ) from error
             output = _check_output(output)
-            target_index = _resolve_target(target, output.detach())
+            target_index = resolve_target(target, output.detach())
             if initial_relevance is None:
                 start = torch.zeros_like(output)
                 start.scatter_(1, target_index[:, None], output.detach().gather(1, target_index[:, None]))
@@ -258,7 +229,10 @@ def explain(
                     )
             if not output.requires_grad:
                 raise InputError("the model's output does not depend on x through any module; nothing to explain")
-            (relevance,) = torch.autograd.grad(output, leaf, start, allow_unused=True)
+            try:
+                (relevance,) = torch.autograd.grad(output, leaf, start, allow_unused=True)
+            finally:
+                session.folding.remove()
             if relevance is None:
                 relevance = torch.zeros_like(leaf)
     if masks:

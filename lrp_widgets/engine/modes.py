@@ -6,6 +6,8 @@ import contextlib
 import torch
 from torch import nn
 
+from .checks import check_scores
+
 
 @contextlib.contextmanager
 def eval_mode(model: nn.Module):
@@ -28,3 +30,10 @@ def evaluating(model: nn.Module):
     """:func:`eval_mode` and no gradients: for plain predictions."""
     with eval_mode(model), torch.no_grad():
         yield model
+
+
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """The model's scores (N, classes) for ``x``, in batches, under :func:`evaluating`."""
+    with evaluating(model):
+        return torch.cat([check_scores(model(x[i : i + batch_size]), len(x[i : i + batch_size]))
+                          for i in range(0, len(x), batch_size)])

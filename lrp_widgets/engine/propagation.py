@@ -18,18 +18,10 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from . import ops, rules
-from .canonizers import batchnorm_affine, fold_batchnorm
-from .composites import LINEAR_TYPES, Composite
+from . import ops, rules, types
+from .canonizers import BatchNormFolding, batchnorm_affine
+from .composites import Composite
 from .errors import FunctionalCallError, UnsupportedModuleError
-from .layers import Sum
-
-PASS_TYPES = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
-RESHAPE_TYPES = (nn.Flatten, nn.Unflatten)
-MAXPOOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d)
-AVGPOOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
-BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
-SUPPORTED_TYPES = LINEAR_TYPES + PASS_TYPES + RESHAPE_TYPES + MAXPOOL_TYPES + AVGPOOL_TYPES + BATCHNORM_TYPES + (Sum,)
 
 # Functions a forward may call outside modules: they move relevance as gradients should.
 _SAFE_FUNCTIONS = {
@@ -43,30 +35,8 @@ _SAFE_FUNCTIONS = {
 }
 
 
-def _kind(module: nn.Module) -> str | None:
-    if isinstance(module, Sum):
-        return "sum"
-    if isinstance(module, LINEAR_TYPES):
-        return "linear"
-    if isinstance(module, BATCHNORM_TYPES):
-        return "batchnorm"
-    if isinstance(module, MAXPOOL_TYPES):
-        return "maxpool"
-    if isinstance(module, AVGPOOL_TYPES):
-        return "pool"
-    if isinstance(module, RESHAPE_TYPES):
-        return "reshape"
-    if isinstance(module, PASS_TYPES):
-        return "pass"
-    return None
-
-
-def supported_names() -> str:
-    return ", ".join(sorted({t.__name__ for t in SUPPORTED_TYPES}))
-
-
 def _is_leaf(module: nn.Module) -> bool:
-    return isinstance(module, SUPPORTED_TYPES) or len(module._modules) == 0
+    return isinstance(module, types.SUPPORTED) or len(module._modules) == 0
 
 
 class _Call:
@@ -77,7 +47,6 @@ class _Call:
         self.rule = None
         self.op = None
         self.z = None  # the layer's output as the rule's denominator sees it (None: recompute)
-        self.fold = None  # a BatchNorm folded into this layer
         self.output = None  # handed to _Propagate.forward, then dropped
         self.graph = None  # (output, input) of the module's own autograd graph, for Gradient
 
@@ -96,8 +65,7 @@ class _Call:
             return (grad,)
         if self.kind == "linear":
             weight, bias = self.module.weight, self.module.bias
-            if self.fold is not None:
-                weight, bias = fold_batchnorm(weight, bias, self.fold)
+            weight, bias = self.session.folding.parameters(self, weight, bias)
             weight = weight.detach()
             bias = None if bias is None else bias.detach()
             if isinstance(self.module, nn.Linear):
@@ -182,6 +150,7 @@ class Session:
         self.in_hook = False
         self.first_done = False
         self.records: dict[int, tuple] = {}
+        self.folding = BatchNormFolding()  # canonizer; removed by explain once relevance is back
 
     # -- recording ------------------------------------------------------------------------
     def record(self, call: _Call, relevance: tuple):
@@ -214,11 +183,11 @@ class Session:
             self.stack.append(self.names.get(module, "?"))
             self.stack_types.append(type(module).__name__)
             self.leaf_depth += 1
-            kind = self.kinds.get(module) or self.kinds.setdefault(module, _kind(module))
+            kind = self.kinds.get(module) or self.kinds.setdefault(module, types.kind_of(module))
             if kind is None:
                 raise UnsupportedModuleError(
                     f"module '{self.stack[-1]}' of type {type(module).__module__}.{type(module).__name__} has no LRP "
-                    f"rule. Supported layers: {supported_names()}, and containers whose forward composes them. "
+                    f"rule. Supported layers: {types.supported_names()}, and containers whose forward composes them. "
                     "Rewrite it with supported modules (or explain the part of the model before it)."
                 )
             if not any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
@@ -272,9 +241,8 @@ class Session:
             call.z = z
         elif call.kind == "batchnorm":
             previous = self.producer.get(id(inputs[0]))
-            if composite.fold_batchnorm and previous is not None and previous[0].kind == "linear" and previous[0].fold is None:
-                linear = previous[0]
-                linear.fold = module
+            linear = previous[0] if previous is not None else None
+            if composite.fold_batchnorm and linear is not None and linear.kind == "linear" and self.folding.apply(linear, module):
                 linear.z = z  # the folded layer's output is the BatchNorm's output
                 call.rule, call.op = rules.Pass(), None
             else:

@@ -4,11 +4,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from ..display import RichDisplayMixin
+from ..engine.checks import InputError, resolve_target
+from ..engine.results import Result, listed, plural
+from ..engine.signatures import keyword_arguments
 from .model import ESN, _Trace
-from .sequences import _as_tensor, _piece_bounds
+from .sequences import _as_tensor, leak_only_decay_rate, piece_bounds, piece_lags
 
 
 def _stabilizer_term(z: torch.Tensor, epsilon: float) -> torch.Tensor:
@@ -43,7 +46,7 @@ def _divide(numerator: torch.Tensor, denominator: torch.Tensor, epsilon: float) 
 
 
 @dataclass(repr=False)
-class ESNExplanation(RichDisplayMixin):
+class ESNExplanation(Result):
     """Result of :func:`explain_esn`.
 
     Attributes
@@ -92,28 +95,46 @@ class ESNExplanation(RichDisplayMixin):
     @property
     def theory_decay_rate(self) -> float:
         """The leak-only decay per step, ``-log(1 - leak_rate)`` (infinite at leak rate 1)."""
-        return math.inf if self.leak_rate >= 1 else -math.log1p(-self.leak_rate)
+        return leak_only_decay_rate(self.leak_rate)
+
+    def _numbers(self) -> dict:
+        """Per-sample target, explained output, input relevance, leaked relevance, as numpy copies."""
+        target = self.target.detach().cpu().numpy().astype(np.int64)
+        output = self.explained_output.detach().cpu().double().numpy()
+        kept = self.relevance.detach().cpu().double().numpy().reshape(len(target), -1).sum(1)
+        leaked = self.leaked.detach().cpu().double().numpy().reshape(-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = kept / output
+        return {"target": target, "output": output, "input": kept, "leaked": leaked, "ratio": ratio,
+                "residual": kept + leaked - output}
+
+    def summary(self) -> str:
+        """Settings, target and output, conservation (with what biases and stabilizers kept), decay."""
+        numbers = self._numbers()
+        n, steps, features = self.relevance.shape
+        return "\n".join([
+            f"ESN explanation of {plural(n, 'sample')} of {steps} time steps x {features} features, "
+            f"leak rate {self.leak_rate:g}, {plural(self.slices, 'slice')}, epsilon {self.epsilon:g}",
+            f"target {listed(numbers['target'], '{}')}, explained output {listed(numbers['output'])}",
+            f"conservation: input/output relevance = {listed(numbers['ratio'], '{:.3g}')}, "
+            f"leaked (biases, stabilizers) {listed(numbers['leaked'])}, "
+            f"max |input + leaked - output| = {np.max(np.abs(numbers['residual'])):.2g}",
+            f"decay rate per step: measured {self.decay_rate:.3g}, leak-only theory {self.theory_decay_rate:.3g}",
+        ])
+
+    def to_dict(self) -> dict:
+        """Every field, plus ``conservation`` (the per-sample residual)."""
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return {**fields, "conservation": self.conservation()}
 
 
 def _resolve_target(esn: ESN, output: torch.Tensor, target) -> torch.Tensor:
-    n = output.shape[0]
-    if target is None:
-        if esn.task == "classification":
-            return output.argmax(dim=1)
-        if esn.n_outputs == 1:
-            return torch.zeros(n, dtype=torch.long, device=output.device)
-        raise ValueError(f"this regression ESN has {esn.n_outputs} outputs: pass target=<output index> to explain_esn")
-    target = _as_tensor(target, "target")
-    if target.is_floating_point():
-        raise TypeError("target must be an integer output index or an int64 tensor of shape (N,)")
-    target = target.to(device=output.device, dtype=torch.long)
-    if target.ndim == 0:
-        target = target.expand(n)
-    if target.shape != (n,):
-        raise ValueError(f"target must be one index or shape ({n},), got {tuple(target.shape)}")
-    if (target < 0).any() or (target >= esn.n_outputs).any():
-        raise ValueError(f"target indices must lie in 0..{esn.n_outputs - 1}")
-    return target.contiguous()
+    """The engine's target resolution; a regression ESN's default is its single output."""
+    if target is None and esn.task != "classification":
+        if esn.n_outputs != 1:
+            raise InputError(f"this regression ESN has {esn.n_outputs} outputs: pass target=<output index> to explain_esn")
+        target = 0
+    return resolve_target(target, output).contiguous()
 
 
 def _lrp_readout(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, output: torch.Tensor,
@@ -199,9 +220,7 @@ def measure_decay_rate(time_profile, slices: int = 1) -> float:
     if profile.ndim == 1:
         profile = profile[None]
     mean_abs = profile.abs().mean(dim=0)
-    lags = torch.empty(profile.shape[1], dtype=torch.float64)
-    for start, stop in _piece_bounds(profile.shape[1], slices):
-        lags[start:stop] = torch.arange(stop - start - 1, -1, -1, dtype=torch.float64)
+    lags = torch.as_tensor(piece_lags(profile.shape[1], slices), dtype=torch.float64)
     usable = mean_abs > 0
     if int(usable.sum()) < 2 or lags[usable].unique().numel() < 2:
         return float("nan")
@@ -211,15 +230,17 @@ def measure_decay_rate(time_profile, slices: int = 1) -> float:
     return float(-slope)
 
 
+@keyword_arguments("target", "epsilon", renamed={"esn": "model", "X": "x"})
 @torch.no_grad()
-def explain_esn(esn: ESN, X, target=None, epsilon: float = 1e-6) -> ESNExplanation:
+def explain_esn(model: ESN, x, *, target=None, epsilon: float = 1e-6) -> ESNExplanation:
     """LRP through time for a fitted :class:`ESN` (REFERENCE.md section 2, steps 1-4, eps rule).
 
     Parameters
     ----------
-    esn : ESN
-        A fitted ESN.
-    X : array or tensor, (N, T, F)
+    model : ESN
+        A fitted ESN (formerly ``esn=``).
+    x : array or tensor, (N, T, F)
+        Sequences (formerly ``X=``). NaN, inf and fill values (>= 1e10) are rejected.
     target : None, int or int tensor (N,)
         Output to explain. None: the predicted class (classification) or the single output
         (regression).
@@ -241,13 +262,14 @@ def explain_esn(esn: ESN, X, target=None, epsilon: float = 1e-6) -> ESNExplanati
     >>> explanation.relevance.shape
     torch.Size([20, 8, 2])
     """
+    esn = model
     if not isinstance(esn, ESN):
         raise TypeError(f"explain_esn needs an ESN, got {type(esn).__name__}; use lrp_widgets.explain for other models")
     esn._check_fitted()
     epsilon = float(epsilon)
     if epsilon < 0 or not math.isfinite(epsilon):
-        raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
-    X = esn._prepare(X)
+        raise InputError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
+    X = esn._prepare(x)
     n, n_steps, _ = X.shape
     features, traces = esn._final_states(X, keep=True)
     output = torch.addmm(esn.readout_bias, features, esn.readout_weight.T)
@@ -256,7 +278,7 @@ def explain_esn(esn: ESN, X, target=None, epsilon: float = 1e-6) -> ESNExplanati
     R_features, kept = _lrp_readout(features, esn.readout_weight, esn.readout_bias, output, target, epsilon)
     units = esn.n_reservoir
     relevance = torch.empty_like(X)
-    bounds = _piece_bounds(n_steps, esn.slices)
+    bounds = piece_bounds(n_steps, esn.slices)
     for pieces, trace in traces:
         # Equal-length pieces are explained together, stacked on the batch axis as in the forward pass.
         R_final = torch.cat([R_features[:, index * units:(index + 1) * units] for index in pieces], dim=0)

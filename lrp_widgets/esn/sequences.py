@@ -1,50 +1,22 @@
-"""Images as sequences of columns and back; input checks of sequences; the near-equal pieces of slicing."""
+"""Images as sequences of columns and back, the near-equal pieces of slicing, and the leak-only theory.
+
+Leak-only theory: if relevance travelled back only along the leak path ``(1 - alpha) x(t-1)``,
+a column ``k`` steps before the end of its piece would keep ``(1 - alpha)^k`` of it, a decay of
+``-log(1 - alpha)`` per step (see the notes of :mod:`lrp_widgets.esn` for why the measured decay
+is far smaller). Everything here that needs the pieces uses :func:`piece_bounds`.
+"""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 
-from ..engine.explain import FILL_VALUE_THRESHOLD
+from ..engine.checks import FILL_VALUE_THRESHOLD, InputError, as_tensor as _as_tensor, check_finite as _check_finite
 
-# Inputs larger than this are almost surely fill values for missing data (netCDF uses 1e20).
+# Kept under its old name; the one threshold lives in lrp_widgets.engine.checks.
 _FILL_THRESHOLD = FILL_VALUE_THRESHOLD
 _DIRECTIONS = ("left_to_right", "right_to_left")
-
-
-def _as_tensor(data, name: str) -> torch.Tensor:
-    if isinstance(data, torch.Tensor):
-        return data
-    if isinstance(data, np.ma.MaskedArray):
-        raise ValueError(
-            f"{name} is a masked array; fill the masked points first, e.g. "
-            f"{name}.filled(0), and pass the mask separately to sequence_to_image(mask=...)"
-        )
-    try:
-        return torch.as_tensor(np.asarray(data))
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(data).__name__}") from error
-
-
-def _check_finite(values: torch.Tensor, name: str) -> None:
-    if not values.is_floating_point() or values.numel() == 0:
-        return
-    # One pass in the common case: max(|x|) is NaN if any value is, and inf if any value is.
-    if values.abs().max() <= _FILL_THRESHOLD:
-        return
-    if torch.isnan(values).any():
-        raise ValueError(
-            f"{name} contains NaN ({int(torch.isnan(values).sum())} values); mask missing values "
-            "and fill them (e.g. with 0) before passing them to the ESN"
-        )
-    if torch.isinf(values).any():
-        raise ValueError(f"{name} contains inf; replace or clip infinite values before passing them to the ESN")
-    too_large = values.abs() > _FILL_THRESHOLD
-    if too_large.any():
-        raise ValueError(
-            f"{name} contains {int(too_large.sum())} values with |x| > {_FILL_THRESHOLD:g} "
-            f"(largest {values.abs().max().item():g}); these look like fill values for missing data "
-            "(e.g. 1e20 on land). Mask them, fill with 0, and scale the data before using the ESN"
-        )
 
 
 def _check_sequences(X, n_inputs: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -52,24 +24,28 @@ def _check_sequences(X, n_inputs: int, dtype: torch.dtype, device: torch.device)
     if X.ndim != 3:
         hints = {2: " (one sequence? add a batch axis: X[None])", 4: " (images? convert them with image_to_sequence(images))"}
         hint = hints.get(X.ndim, "")
-        raise ValueError(f"X must have shape (N, T, F) = (samples, time steps, features), got {tuple(X.shape)}{hint}")
+        raise InputError(f"X must have shape (N, T, F) = (samples, time steps, features), got {tuple(X.shape)}{hint}")
     if X.shape[2] != n_inputs:
-        raise ValueError(
+        raise InputError(
             f"X has {X.shape[2]} features per time step but the ESN was built with n_inputs={n_inputs}; "
             "for images fed column by column n_inputs = channels * height"
         )
     if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"X is empty: shape {tuple(X.shape)}")
+        raise InputError(f"X is empty: shape {tuple(X.shape)}")
     if not (X.is_floating_point() or X.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)):
-        raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
+        raise InputError(f"X must hold real numbers, got dtype {X.dtype}")
     _check_finite(X, "X")
     return X.to(device=device, dtype=dtype)
 
 
-def _piece_bounds(n_steps: int, slices: int) -> list[tuple[int, int]]:
-    """Consecutive near-equal pieces (``numpy.array_split`` sizes: the first ones one longer)."""
+def piece_bounds(n_steps: int, slices: int = 1) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]``: ``n_steps`` cut into ``slices`` consecutive near-equal pieces.
+
+    ``numpy.array_split`` sizes (the first pieces one longer). The ESN, the decay measurement and
+    the leak-only profile all cut sequences with this function.
+    """
     if slices > n_steps:
-        raise ValueError(f"slices={slices} is more than the {n_steps} time steps of X; use at most {n_steps}")
+        raise InputError(f"slices={slices} is more than the {n_steps} time steps of X; use at most {n_steps}")
     base, extra = divmod(n_steps, slices)
     bounds, start = [], 0
     for index in range(slices):
@@ -77,6 +53,31 @@ def _piece_bounds(n_steps: int, slices: int) -> list[tuple[int, int]]:
         bounds.append((start, stop))
         start = stop
     return bounds
+
+
+_piece_bounds = piece_bounds  # old name
+
+
+def piece_lags(n_steps: int, slices: int = 1) -> np.ndarray:
+    """(n_steps,) int: how many steps each column lies before the last column of its piece."""
+    lags = np.empty(n_steps, dtype=np.int64)
+    for start, stop in piece_bounds(n_steps, slices):
+        lags[start:stop] = np.arange(stop - start - 1, -1, -1)
+    return lags
+
+
+def leak_only_decay_rate(leak_rate: float) -> float:
+    """The leak-only decay per step, ``-log(1 - leak_rate)`` (infinite at leak rate 1)."""
+    return math.inf if leak_rate >= 1 else -math.log1p(-leak_rate)
+
+
+def leak_only_profile(n_steps: int, leak_rate: float, slices: int = 1) -> np.ndarray:
+    """``alpha (1 - alpha)^lag`` per column (lag within its piece, :func:`piece_lags`), max 1.
+
+    The time profile relevance would have if it travelled back along the leak path only.
+    """
+    profile = leak_rate * (1 - leak_rate) ** piece_lags(n_steps, slices).astype(float)
+    return profile / profile.max()
 
 
 def _piece_groups(n_steps: int, slices: int) -> list[list[int]]:

@@ -5,14 +5,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..engine.composites import LINEAR_TYPES, Composite
+from ..engine import types
+from ..engine.checks import check_input
+from ..engine.composites import Composite
 from ..engine.errors import InputError, UnsupportedModuleError
-from ..engine.explain import check_input
 
 SCORES = ("product", "min")
-ACTIVATION_TYPES = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.GELU)
-TRANSPARENT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity) + ACTIVATION_TYPES
-POOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+# Old names of the layer families (``engine/types.py``), kept importable.
+ACTIVATION_TYPES = types.ACTIVATION + types.OTHER_ACTIVATION
+TRANSPARENT_TYPES = types.TRANSPARENT
+POOL_TYPES = types.MAXPOOL + types.AVGPOOL
 #: The k-best search evaluates candidates in blocks of at most this many numbers (bounds memory).
 _BLOCK = 2_000_000
 
@@ -85,13 +87,13 @@ def default_layers(model: nn.Module) -> list:
     for position, (name, module) in enumerate(chain):
         if not isinstance(module, ACTIVATION_TYPES):
             continue
-        before = [m for _, m in chain[:position] if isinstance(m, LINEAR_TYPES)]
-        after = [m for _, m in chain[position + 1:] if not isinstance(m, TRANSPARENT_TYPES)]
+        before = [m for _, m in chain[:position] if isinstance(m, types.LINEAR)]
+        after = [m for _, m in chain[position + 1:] if not isinstance(m, types.TRANSPARENT)]
         if not before or not after:
             continue
         if isinstance(before[-1], nn.Linear) and isinstance(after[0], nn.Linear):
             chosen.append(name)
-        elif not isinstance(before[-1], nn.Linear) and not isinstance(after[0], LINEAR_TYPES[1:]):
+        elif not isinstance(before[-1], nn.Linear) and not isinstance(after[0], types.CONV):
             chosen.append(name)
     if not chosen:
         raise InputError("no activation ends a conv block or a hidden dense layer in this model; pass layers=[...] explicitly")
@@ -106,7 +108,7 @@ def _segment_composite(composite: Composite, chain, start: int, stop: int, first
     """
     name_rules = {}
     for offset, (name, module) in enumerate(chain[start:stop]):
-        if isinstance(module, LINEAR_TYPES):
+        if isinstance(module, types.LINEAR):
             rule = composite.rule_for(name, module, is_first=name == first_linear)
         else:
             rule = composite.named_rule(name)

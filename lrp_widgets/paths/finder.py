@@ -9,10 +9,12 @@ import torch
 from torch import nn
 
 from ..engine import composites as _composites
-from ..engine.composites import LINEAR_TYPES
+from ..engine import types
+from ..engine.checks import check_input
 from ..engine.errors import InputError, UnsupportedModuleError
 from ..engine.explain import Explanation, explain
 from ..engine.modes import eval_mode
+from ..engine.signatures import keyword_arguments
 from .chain import SCORES, _BLOCK, _leaf_chain, _neuron_scores, _segment_composite, _single_sample, default_layers, smape
 from .results import Fidelity, NeuronSelection, Path, PathSet, _channel_mask, _neurons_of
 
@@ -121,10 +123,12 @@ class PathFinder:
     >>> finder.heatmap(5)                          # their input relevance, cached  # doctest: +SKIP
     """
 
+    @keyword_arguments("target", "layers", "composite", "batch_size", "cache_size")
     def __init__(
         self,
         model: nn.Module,
         x,
+        *,
         target=None,
         layers: Iterable[str] | None = None,
         composite="epsilon_plus_flat",
@@ -153,7 +157,7 @@ class PathFinder:
             raise InputError(f"'{chain[-1][0]}' is the output layer; paths start at the explained output, choose layers below it")
         self.layers = sorted(layers, key=lambda layer: -positions[layer])
         self._chain, self._positions = chain, positions
-        first = [name for name, module in chain if isinstance(module, LINEAR_TYPES)]
+        first = [name for name, module in chain if isinstance(module, types.LINEAR)]
         self._first_linear = first[0] if first else None
 
         activations = self._forward()
@@ -273,7 +277,7 @@ class PathFinder:
             score=score,
             target=self.target,
             output_relevance=self.output_relevance,
-            relevance=self.relevance,
+            neuron_relevance=self.relevance,
             messages=self.messages,
             finder=self,
         )
@@ -377,7 +381,8 @@ class PathFinder:
             mse.append(float(np.mean((heat - full) ** 2)))
             smapes.append(smape(heat, full))
             counts.append(sum(len(v) for v in self.paths(int(k), score).neurons_by_layer().values()))
-        return Fidelity(ks=ks, mse=np.array(mse), smape=np.array(smapes), n_neurons=np.array(counts))
+        return Fidelity(ks=ks, mse=np.array(mse), smape=np.array(smapes), n_neurons=np.array(counts),
+                        relevance=self.full_heatmap, target=self.target, output=self.output)
 
 
 def _top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
@@ -390,7 +395,8 @@ def _top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, 1)
 
 
-def top_paths(model, x, target=None, k: int = 5, layers=None, score: str = "product", composite="epsilon_plus_flat") -> PathSet:
+@keyword_arguments("target", "k", "layers", "score", "composite")
+def top_paths(model, x, *, target=None, composite="epsilon_plus_flat", k: int = 5, layers=None, score: str = "product") -> PathSet:
     """The ``k`` chains of neurons with the largest path relevance (exact k-best search).
 
     Parameters
@@ -420,10 +426,12 @@ def top_paths(model, x, target=None, k: int = 5, layers=None, score: str = "prod
     return PathFinder(model, x, target=target, layers=layers, composite=composite).paths(k, score)
 
 
+@keyword_arguments("ks", "target", "layers", "score", "composite", "finder")
 def path_fidelity(
     model,
     x,
-    ks,
+    *,
+    ks=(1, 2, 5, 10, 20),
     target=None,
     layers=None,
     score: str = "product",
@@ -445,4 +453,6 @@ def path_fidelity(
     """
     if finder is None:
         finder = PathFinder(model, x, target=target, layers=layers, composite=composite)
+    else:
+        check_input(x, model)  # the finder has its own sample; still refuse bad data passed alongside
     return finder.fidelity(ks, score)

@@ -6,14 +6,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..engine import types
+from ..engine.checks import check_input
 from ..engine.errors import InputError, UnsupportedModuleError
-from ..engine.explain import check_input, explain
+from ..engine.explain import explain
+from ..engine.signatures import keyword_arguments
 from ..engine.modes import eval_mode
 from .chain import _leaf_chain
 from .results import NeuronSelection, PathSet, _channel_mask, _neurons_of
 
 
-def path_heatmap(model, x, paths, target=None, composite=None) -> torch.Tensor:
+@keyword_arguments("target", "composite")
+def path_heatmap(model, x, paths, *, target=None, composite=None) -> torch.Tensor:
     """Input relevance when only the paths' neurons pass relevance at their layers.
 
     Parameters
@@ -123,7 +127,7 @@ def activation_heatmap(model, x, layer: str, channels, reduce: str = "sum") -> t
     return F.interpolate(combined, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[:, 0]
 
 
-_DECONV_PASS = (nn.Dropout, nn.Dropout2d, nn.Identity)
+_DECONV_PASS = types.DROPOUT + types.IDENTITY
 
 
 def deconvolve(model, x, layer: str, channel: int) -> torch.Tensor:
@@ -157,7 +161,7 @@ def deconvolve(model, x, layer: str, channel: int) -> torch.Tensor:
         raise InputError(f"{layer!r} is not a leaf module of the model; leaf modules: {names}")
     steps = chain[: names.index(layer) + 1]
     for name, module in steps:
-        if not isinstance(module, (nn.Conv2d, nn.ReLU, nn.MaxPool2d) + _DECONV_PASS):
+        if not isinstance(module, types.DECONVNET):
             raise UnsupportedModuleError(
                 f"deconvolve cannot reverse '{name}' ({type(module).__name__}): it walks back through Conv2d, ReLU, "
                 "MaxPool2d, Dropout and Identity only. Choose a layer inside the convolutional feature stack."

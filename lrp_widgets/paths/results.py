@@ -1,6 +1,7 @@
 """What the path functions return: neuron selections, paths, path sets and fidelity tables."""
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 
 from ..engine.errors import InputError
+from ..engine.results import Result, plural
 
 if TYPE_CHECKING:
     from .finder import PathFinder
@@ -75,7 +77,7 @@ class Path:
 
 
 @dataclass
-class PathSet(Sequence):
+class PathSet(Result, Sequence):
     """The k best paths (a list of :class:`Path`, best first) and what they were found from.
 
     Attributes
@@ -88,8 +90,12 @@ class PathSet(Sequence):
         The explained class.
     output_relevance : float
         ``f``, the relevance at the explained output (the target's logit by default).
-    relevance : dict
-        layer -> relevance of each neuron (np.ndarray).
+    neuron_relevance : dict
+        layer -> relevance of each neuron (np.ndarray). (Before 0.2 this was ``.relevance``.)
+    relevance : torch.Tensor
+        Input relevance through these paths' neurons only (:meth:`heatmap`, computed on first use).
+    output : torch.Tensor or None
+        The model's scores for the sample.
     messages : dict
         ``(upper, lower)`` -> ``M`` (n_lower, n_upper), ``M[j, k] = R_{j<-k}``.
     """
@@ -99,7 +105,7 @@ class PathSet(Sequence):
     score: str
     target: int
     output_relevance: float
-    relevance: dict = field(repr=False)
+    neuron_relevance: dict = field(repr=False)
     messages: dict = field(repr=False)
     finder: "PathFinder | None" = field(default=None, repr=False, compare=False)
 
@@ -109,16 +115,46 @@ class PathSet(Sequence):
     def __len__(self):
         return len(self.paths)
 
-    # Rich display in notebooks (lrp_widgets.display, imported on first use only).
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        from ..display import mimebundle
+    @property
+    def relevance(self) -> torch.Tensor:
+        """Input relevance through these paths' neurons only (shape of the sample; see :meth:`heatmap`)."""
+        return self.heatmap()
 
-        return mimebundle(self, include=include, exclude=exclude)
+    @property
+    def output(self) -> torch.Tensor | None:
+        """The model's scores (1, classes) for the sample, when the PathSet has its PathFinder."""
+        return None if self.finder is None else self.finder.output
 
-    def _repr_png_(self):
-        from ..display import to_png
+    def summary(self) -> str:
+        """The paths, best first, with scores, and the share of the explained output they carry."""
+        lines = [
+            f"PathSet: {plural(len(self), 'path')} to target {self.target}, score {self.score}, "
+            f"explained output {self.output_relevance:.4g}, layers {list(self.layers)} (top first)"
+        ]
+        if len(self) == 0:
+            lines.append("no path carries positive relevance")
+        covered = sum(path.relevance for path in self)
+        if len(self) and self.output_relevance:
+            lines.append(f"conservation: the paths carry {covered / self.output_relevance:.1%} of the explained output")
+        for rank, path in enumerate(self.paths[:10]):
+            chain = " -> ".join(f"{layer}[{index}]" for layer, index in path.neurons)
+            lines.append(f"{rank + 1:>3}. {chain}  score {path.score:.3g}, relevance {path.relevance:.3g}")
+        if len(self) > 10:
+            lines.append(f"     ... {len(self) - 10} more")
+        return "\n".join(lines)
 
-        return to_png(self)
+    def to_dict(self) -> dict:
+        """``paths`` (neurons, score, shares, relevance of each), ``layers``, ``score``, ``target``,
+        ``output_relevance``, ``neuron_relevance``, ``messages``."""
+        return {
+            "paths": [dataclasses.asdict(path) for path in self.paths],
+            "layers": list(self.layers),
+            "score": self.score,
+            "target": self.target,
+            "output_relevance": self.output_relevance,
+            "neuron_relevance": dict(self.neuron_relevance),
+            "messages": dict(self.messages),
+        }
 
     def neurons_by_layer(self) -> "OrderedDict[str, np.ndarray]":
         """layer -> sorted indices of the neurons that lie on at least one path (every layer listed)."""
@@ -150,12 +186,12 @@ class PathSet(Sequence):
             for depth, ((layer, index), share) in enumerate(zip(path.neurons, path.shares)):
                 node = (layer, index)
                 if node not in graph:
-                    graph.add_node(node, layer=layer, index=index, depth=depth, relevance=float(self.relevance[layer][index]))
+                    graph.add_node(node, layer=layer, index=index, depth=depth, relevance=float(self.neuron_relevance[layer][index]))
                 if graph.has_edge(previous, node):
                     graph.edges[previous, node]["paths"].append(rank)
                 else:
                     if previous == "output":
-                        message = float(self.relevance[layer][index])
+                        message = float(self.neuron_relevance[layer][index])
                     else:
                         upper = self.layers[depth - 1]
                         message = float(self.messages[(upper, layer)][index, previous[1]])
@@ -193,7 +229,7 @@ def _neurons_of(paths, layers=None) -> dict:
 
 
 @dataclass
-class Fidelity:
+class Fidelity(Result):
     """How close the k-path heatmaps come to the full one.
 
     Attributes
@@ -205,9 +241,27 @@ class Fidelity:
         ``100/n sum |F - A| / ((|A| + |F|) / 2)`` (0/0 counts as 0), per k, in percent.
     n_neurons : np.ndarray
         Neurons kept (the union of the k paths' neurons over all layers), per k.
+    relevance : torch.Tensor
+        The full heatmap the k-path heatmaps are compared with.
+    target : int
+    output : torch.Tensor
+        The model's scores for the sample.
     """
 
     ks: np.ndarray
     mse: np.ndarray
     smape: np.ndarray
     n_neurons: np.ndarray
+    relevance: torch.Tensor | None = field(default=None, repr=False)
+    target: int | None = None
+    output: torch.Tensor | None = field(default=None, repr=False)
+
+    def summary(self) -> str:
+        """MSE and SMAPE per k."""
+        rows = [f"{int(k):>5}{m:>12.4g}{s:>10.3g}{n:>10}" for k, m, s, n in zip(self.ks, self.mse, self.smape, self.n_neurons)]
+        return "\n".join([f"Fidelity of k-path heatmaps to the full heatmap (target {self.target})",
+                          f"{'k':>5}{'MSE':>12}{'SMAPE %':>10}{'neurons':>10}", *rows])
+
+    def to_dict(self) -> dict:
+        """``ks``, ``mse``, ``smape``, ``n_neurons`` as arrays, ``target``."""
+        return {"ks": self.ks, "mse": self.mse, "smape": self.smape, "n_neurons": self.n_neurons, "target": self.target}

@@ -31,17 +31,8 @@ Conventions (our choices, REFERENCE.md is silent on them):
 from __future__ import annotations
 
 
-from .curves import RemovalCurve, _check_target, _logits, _predict, _scores, removal_curve
-from .experiments import (
-    PruningResult,
-    RemovalExperiment,
-    _default_fit,
-    _keep_mask,
-    _relevance,
-    _with_inputs,
-    prune_inputs,
-    removal_experiment,
-)
+from .curves import RemovalCurve, _logits, _predict, _relevance, _scores, removal_curve
+from .experiments import PruningResult, RemovalExperiment, _default_fit, _keep_mask, _with_inputs, prune_inputs, removal_experiment
 from .masking import (
     BASELINES,
     ORDERS,
@@ -49,12 +40,7 @@ from .masking import (
     _STREAM_NOISE,
     _STREAM_ORDER,
     _Units,
-    _as_tensor,
-    _check_choice,
-    _check_finite,
-    _check_fraction,
     _check_inputs,
-    _check_positive_int,
     _gaussian_blur,
     _generator,
     _removed,

@@ -6,38 +6,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..engine.modes import evaluating
-from .masking import (
-    ORDERS,
-    SCORES,
-    _Units,
-    _check_choice,
-    _check_fraction,
-    _check_inputs,
-    _check_positive_int,
-    _removed,
-    _unit_rank,
-    make_baseline,
-)
+from ..engine.checks import InputError, as_tensor, check_batch, check_choice, check_fraction, check_positive_int, check_scores, resolve_target
+from ..engine.explain import explain
+from ..engine.modes import evaluating, predict as _predict_batches
+from ..engine.results import Result, listed, plural
+from ..engine.signatures import keyword_arguments
+from .masking import ORDERS, SCORES, _Units, _check_inputs, _removed, _unit_rank, make_baseline
 
 
-# ----------------------------------------------------------------------------------------------
-# model evaluation
-# ----------------------------------------------------------------------------------------------
 def _logits(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    out = model(batch)
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != batch.shape[0]:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(
-            f"the model must return class scores of shape (batch, classes), got {shape}; "
-            "wrap it so that it does (e.g. flatten or select the classifier output)"
-        )
-    return out
+    return check_scores(model(batch), batch.shape[0])
 
 
 def _predict(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Logits for ``x`` in batches of ``batch_size``."""
-    return torch.cat([_logits(model, x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    """Logits for ``x`` in batches of ``batch_size`` (eval mode, flags restored)."""
+    return _predict_batches(model, x, batch_size)
 
 
 def _scores(logits: torch.Tensor, target: torch.Tensor, score: str) -> torch.Tensor:
@@ -45,23 +28,21 @@ def _scores(logits: torch.Tensor, target: torch.Tensor, score: str) -> torch.Ten
     return values.gather(1, target[:, None]).squeeze(1)
 
 
-def _check_target(target, n: int, n_classes: int, device, name: str = "target") -> torch.Tensor:
-    target = torch.as_tensor(target, device=device)
-    if target.is_floating_point() or target.is_complex():
-        raise TypeError(f"{name} must hold integer class indices, got dtype {target.dtype}")
-    target = target.long().expand(n) if target.ndim == 0 else target.long()
-    if target.shape != (n,):
-        raise ValueError(f"{name} must be one class index or one per sample ({n},), got shape {tuple(target.shape)}")
-    if n and (target.min() < 0 or target.max() >= n_classes):
-        raise ValueError(f"{name} holds class indices outside 0..{n_classes - 1} (the model has {n_classes} outputs)")
-    return target
+def _relevance(model, x: torch.Tensor, composite, target, batch_size: int) -> torch.Tensor:
+    """LRP relevance of ``x`` in batches (``target`` None: the predicted class)."""
+    parts = []
+    for start in range(0, len(x), batch_size):
+        chunk_target = target if target is None or np.ndim(target) == 0 else as_tensor(target, "target").reshape(-1)[start : start + batch_size]
+        explanation = explain(model, x[start : start + batch_size], target=chunk_target, composite=composite)
+        parts.append(explanation.relevance.detach())
+    return torch.cat(parts)
 
 
 # ----------------------------------------------------------------------------------------------
 # removal curves
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class RemovalCurve:
+class RemovalCurve(Result):
     """One removal (pixel-flipping) curve per sample, and their summary.
 
     Attributes
@@ -84,6 +65,10 @@ class RemovalCurve:
         How the curve was made (``baseline`` is ``"tensor"`` for a user tensor).
     patch, n_units : int
         Patch side and number of removable units per sample.
+    relevance : torch.Tensor or None
+        The relevance that ranked the units (x's shape, or its channel sum).
+    output : torch.Tensor or None
+        (N, classes) the model's scores for the unperturbed input.
     """
 
     fractions: torch.Tensor
@@ -97,6 +82,8 @@ class RemovalCurve:
     score: str
     patch: int
     n_units: int
+    relevance: torch.Tensor | None = None
+    output: torch.Tensor | None = None
 
     @property
     def drops(self) -> torch.Tensor:
@@ -137,31 +124,38 @@ class RemovalCurve:
             f"aopc={self.aopc:.4f})"
         )
 
-    # Rich display in notebooks (lrp_widgets.display, imported on first use only).
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        from ..display import mimebundle
+    def summary(self) -> str:
+        """Order, baseline, score, samples, steps; the mean score from start to end, and AOPC."""
+        mean = self.mean_scores.detach().double().cpu().numpy()
+        n = self.scores.shape[0]
+        return "\n".join([
+            f"RemovalCurve: {self.label}, score {self.score}, {plural(n, 'sample')}, "
+            f"{plural(len(self.fractions) - 1, 'step')} of {self.n_units} units",
+            f"  target {listed(self.target, '{}')}, mean score {mean[0]:.3g} -> {mean[-1]:.3g}, "
+            f"still correct at the end {float(self.accuracy[-1]):.0%}, AOPC {self.aopc:.4g}",
+        ])
 
-        return mimebundle(self, include=include, exclude=exclude)
-
-    def _repr_png_(self):
-        from ..display import to_png
-
-        return to_png(self)
+    def to_dict(self) -> dict:
+        """Every field, plus ``aopc`` and ``mean_scores``."""
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return {**fields, "aopc": self.aopc, "mean_scores": self.mean_scores}
 
 
+@keyword_arguments("relevance", "order", "baseline", "steps", "score", "patch", "target", "seed", "data_mean")
 def removal_curve(
     model: torch.nn.Module,
     x,
-    relevance,
+    *,
+    relevance=None,
+    target=None,
+    composite="epsilon_plus_flat",
     order: str = "morf",
     baseline="mean",
     steps: int = 20,
     score: str = "probability",
     patch: int = 1,
-    target=None,
     seed: int = 0,
     data_mean=None,
-    *,
     labels=None,
     fractions=None,
     blur_sigma: float = 1.0,
@@ -177,9 +171,14 @@ def removal_curve(
         training flags are restored afterwards and nothing else about it changes.
     x : torch.Tensor
         Inputs (N, D) or (N, C, *spatial). Not modified.
-    relevance : torch.Tensor
+    relevance : torch.Tensor, optional
         Relevance of ``x`` (same shape, or summed over channels with keepdim), e.g.
-        ``explain(model, x).relevance``.
+        ``explain(model, x).relevance``. Default: computed with ``composite`` for ``target``.
+    target : int or torch.Tensor, optional
+        Class (one, or one per sample) whose score is tracked; default: the model's prediction on
+        the unperturbed input.
+    composite : str or Composite
+        LRP composite of the relevance when ``relevance`` is not given.
     order : {"morf", "lerf", "random"}
         Most relevant first, least relevant first, or a seeded random order.
     baseline : {"zero", "mean", "sample_mean", "blur", "noise"} or torch.Tensor
@@ -190,9 +189,6 @@ def removal_curve(
         Softmax probability or logit of ``target``.
     patch : int
         Side of square units (1: single pixels); see the module docstring.
-    target : int or torch.Tensor, optional
-        Class (one, or one per sample) whose score is tracked; default: the model's prediction on
-        the unperturbed input.
     seed : int
         Seed of the random order and the noise baseline.
     data_mean : torch.Tensor or float, optional
@@ -215,23 +211,26 @@ def removal_curve(
     Examples
     --------
     >>> explanation = explain(model, x)
-    >>> morf = removal_curve(model, x, explanation.relevance, order="morf")
-    >>> lerf = removal_curve(model, x, explanation.relevance, order="lerf")
+    >>> morf = removal_curve(model, x, relevance=explanation.relevance, order="morf")
+    >>> lerf = removal_curve(model, x, relevance=explanation.relevance, order="lerf")
     >>> morf.aopc > lerf.aopc
     True
     """
+    check_choice(order, ORDERS, "order")
+    check_choice(score, SCORES, "score")
+    patch = check_positive_int(patch, "patch", "use 1 for single pixels")
+    batch_size = check_positive_int(batch_size, "batch_size", "it is the number of images per forward pass")
+    if relevance is None:
+        x = check_batch(x, "x")
+        relevance = _relevance(model, x, composite, target, batch_size)
     x, relevance = _check_inputs(x, relevance)
-    _check_choice(order, ORDERS, "order")
-    _check_choice(score, SCORES, "score")
-    patch = _check_positive_int(patch, "patch", "use 1 for single pixels")
-    batch_size = _check_positive_int(batch_size, "batch_size", "it is the number of images per forward pass")
     if fractions is None:
-        steps = _check_positive_int(steps, "steps", "a curve needs at least the points 0 and 1")
+        steps = check_positive_int(steps, "steps", "a curve needs at least the points 0 and 1")
         fraction_values = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
     else:
-        values = [_check_fraction(f, "fractions") for f in np.atleast_1d(np.asarray(fractions, dtype=object))]
+        values = [check_fraction(f, "fractions") for f in np.atleast_1d(np.asarray(fractions, dtype=object))]
         if not values or values[0] != 0.0 or any(b <= a for a, b in zip(values, values[1:])):
-            raise ValueError(
+            raise InputError(
                 f"fractions must increase strictly and start at 0 (the unperturbed input), got {list(values)}"
             )
         fraction_values = torch.tensor(values, dtype=torch.float64)
@@ -246,10 +245,9 @@ def removal_curve(
     with evaluating(model):
         # Step 0 is the unperturbed input: it fixes the target before the other steps run.
         logits0 = _predict(model, x, batch_size)
-        n_classes = logits0.shape[1]
-        target = logits0.argmax(1) if target is None else _check_target(target, n, n_classes, x.device)
+        target = resolve_target(target, logits0)
         if labels is not None:
-            labels = _check_target(labels, n, n_classes, x.device, "labels")
+            labels = resolve_target(labels, logits0, "labels")
         scores = torch.empty(n, n_points, dtype=logits0.dtype, device=x.device)
         predictions = torch.empty(n, n_points, dtype=torch.long, device=x.device)
         scores[:, 0] = _scores(logits0, target, score)
@@ -279,4 +277,6 @@ def removal_curve(
         score=score,
         patch=patch,
         n_units=units.n_units,
+        relevance=relevance,
+        output=logits0,
     )

@@ -9,38 +9,18 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..engine.modes import evaluating
-from .curves import _check_target, _predict
-from .masking import (
-    _Units,
-    _as_tensor,
-    _check_finite,
-    _check_fraction,
-    _check_positive_int,
-    _removed,
-    _unit_rank,
-    make_baseline,
-    perturb,
-)
+from ..engine.checks import InputError, as_tensor, check_finite, check_fraction, check_positive_int, resolve_target
+from ..engine.results import Result
+from ..engine.signatures import keyword_arguments
+from .curves import _predict, _relevance
+from .masking import _Units, _removed, _unit_rank, make_baseline, perturb
 
 
 # ----------------------------------------------------------------------------------------------
 # the feature-removal paper's experiment
 # ----------------------------------------------------------------------------------------------
-def _relevance(model, x: torch.Tensor, composite, target, batch_size: int) -> torch.Tensor:
-    """LRP relevance of ``x`` in batches (``target`` None: the predicted class)."""
-    from ..engine.explain import explain
-
-    parts = []
-    for start in range(0, len(x), batch_size):
-        chunk_target = None if target is None else target[start : start + batch_size]
-        explanation = explain(model, x[start : start + batch_size], target=chunk_target, composite=composite)
-        parts.append(explanation.relevance.detach())
-    return torch.cat(parts)
-
-
 @dataclass(frozen=True)
-class RemovalExperiment:
+class RemovalExperiment(Result):
     """The feature-removal table: one row per condition.
 
     Attributes
@@ -71,6 +51,13 @@ class RemovalExperiment:
     baseline: str
     composite: str
     n_samples: int
+    relevance: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    target: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    output: torch.Tensor | None = field(default=None, repr=False, compare=False)
+
+    def summary(self) -> str:
+        """The table as text (also the ``repr``)."""
+        return repr(self)
 
     def to_dict(self) -> dict:
         """``{condition: {"accuracy", "confidence", "original_probability", "changed"}}``."""
@@ -103,16 +90,17 @@ class RemovalExperiment:
         return "\n".join(lines)
 
 
+@keyword_arguments("fraction", "composite", "baseline", "patch", "seed", "relevance")
 def removal_experiment(
     model: torch.nn.Module,
     data,
+    *,
     fraction: float = 0.15,
     composite="epsilon_plus_flat",
     baseline="mean",
     patch: int = 1,
     seed: int = 0,
     relevance=None,
-    *,
     data_mean=None,
     batch_size: int = 1024,
 ) -> RemovalExperiment:
@@ -148,12 +136,11 @@ def removal_experiment(
     --------
     >>> removal_experiment(zoo.load("digits_cnn"), digits().test)
     """
-    x, y = _as_tensor(data.x, "data.x").detach(), _as_tensor(data.y, "data.y")
-    fraction = _check_fraction(fraction)
-    batch_size = _check_positive_int(batch_size, "batch_size", "it is the number of images per forward pass")
-    with evaluating(model):
-        original = _predict(model, x, batch_size)
-    y = _check_target(y, len(x), original.shape[1], x.device, "data.y")
+    x, y = check_finite(as_tensor(data.x, "data.x").detach(), "data.x"), as_tensor(data.y, "data.y")
+    fraction = check_fraction(fraction)
+    batch_size = check_positive_int(batch_size, "batch_size", "it is the number of images per forward pass")
+    original = _predict(model, x, batch_size)
+    y = resolve_target(y, original, "data.y")
     if relevance is None:
         relevance = _relevance(model, x, composite, None, batch_size)
 
@@ -166,8 +153,7 @@ def removal_experiment(
             logits = original
         else:
             inputs = perturb(x, relevance, fraction, order, baseline, patch, seed, data_mean)
-            with evaluating(model):
-                logits = _predict(model, inputs, batch_size)
+            logits = _predict(model, inputs, batch_size)
         probability = logits.softmax(1)
         now = logits.argmax(1)
         table["accuracy"].append(float((now == y).float().mean()))
@@ -181,14 +167,17 @@ def removal_experiment(
         baseline="tensor" if isinstance(baseline, (torch.Tensor, np.ndarray)) else baseline,
         composite=composite if isinstance(composite, str) else type(composite).__name__,
         n_samples=len(x),
+        relevance=relevance,
+        target=predicted,
+        output=original,
     )
 
 
 # ----------------------------------------------------------------------------------------------
 # dataset-level input pruning
 # ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PruningResult:
+@dataclass(frozen=True, eq=False)
+class PruningResult(Result):
     """Test accuracy of models retrained on the most relevant (and on random) input units.
 
     Attributes
@@ -224,6 +213,19 @@ class PruningResult:
     keep_masks: torch.Tensor = field(repr=False)
     composite: str = "epsilon"
     epochs: int | None = None
+
+    @property
+    def relevance(self) -> torch.Tensor:
+        """The ranking: mean |relevance| per unit over the training set (same as ``importance``)."""
+        return self.importance
+
+    #: No single class or output: the models were retrained on every class.
+    target = None
+    output = None
+
+    def summary(self) -> str:
+        """The table as text (also the ``repr``)."""
+        return repr(self)
 
     def to_dict(self) -> dict:
         """``{keep: {"kept_units", "input_size", "accuracy", "random_accuracy"}}``."""
@@ -284,15 +286,16 @@ def _default_fit(epochs: int, seed: int) -> Callable:
     return fit
 
 
+@keyword_arguments("keep", "epochs", "composite", "seed", "progress")
 def prune_inputs(
     make_model: Callable,
     data,
+    *,
     keep: Sequence[float] = (1.0, 0.5, 0.25, 0.1),
     epochs: int = 30,
     composite="epsilon",
     seed: int = 0,
     progress: bool = True,
-    *,
     baseline="zero",
     compare_random: bool = True,
     fit: Callable | None = None,
@@ -355,15 +358,14 @@ def prune_inputs(
     """
     from tqdm.auto import tqdm
 
-    keep = tuple(_check_fraction(q, "keep") for q in np.atleast_1d(np.asarray(keep, dtype=float)))
+    keep = tuple(check_fraction(q, "keep") for q in np.atleast_1d(np.asarray(keep, dtype=float)))
     if not keep or min(keep) <= 0.0:
-        raise ValueError(f"keep must hold fractions in (0, 1] (the share of pixels kept), got {keep}")
-    epochs = _check_positive_int(epochs, "epochs", "every model needs at least one epoch of training")
-    batch_size = _check_positive_int(batch_size, "batch_size", "it is the number of samples per batch")
+        raise InputError(f"keep must hold fractions in (0, 1] (the share of pixels kept), got {keep}")
+    epochs = check_positive_int(epochs, "epochs", "every model needs at least one epoch of training")
+    batch_size = check_positive_int(batch_size, "batch_size", "it is the number of samples per batch")
     custom_fit = fit is not None
     fit = fit if custom_fit else _default_fit(epochs, seed)
-    x = _as_tensor(data.x, "data.x").detach()
-    _check_finite(x, "data.x")
+    x = check_finite(as_tensor(data.x, "data.x").detach(), "data.x")
     input_shape = tuple(x.shape[1:])
     units = _Units.of(x.shape, 1, x.device)
     train_x = data.train.x
@@ -376,8 +378,7 @@ def prune_inputs(
 
     def test_accuracy(model, inputs) -> float:
         test = _with_inputs(data, inputs).test
-        with evaluating(model):
-            predicted = _predict(model, test.x, batch_size).argmax(1)
+        predicted = _predict(model, test.x, batch_size).argmax(1)
         return float((predicted == test.y).float().mean())
 
     def retrained_accuracy(removed: torch.Tensor) -> float:

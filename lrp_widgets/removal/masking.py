@@ -8,6 +8,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..engine.checks import (
+    InputError,
+    as_tensor,
+    check_batch,
+    check_choice,
+    check_finite,
+    check_fraction,
+    check_positive_int,
+)
+
 ORDERS = ("morf", "lerf", "random")
 BASELINES = ("zero", "mean", "sample_mean", "blur", "noise")
 SCORES = ("probability", "logit")
@@ -21,69 +31,21 @@ _STREAM_NOISE = 2
 # ----------------------------------------------------------------------------------------------
 # validation
 # ----------------------------------------------------------------------------------------------
-def _as_tensor(value, name: str) -> torch.Tensor:
-    if isinstance(value, np.ndarray):
-        value = torch.from_numpy(value)
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (or numpy array), got {type(value).__name__}")
-    return value
-
-
-def _check_finite(tensor: torch.Tensor, name: str) -> None:
-    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-        bad = int((~torch.isfinite(tensor)).sum())
-        raise ValueError(
-            f"{name} holds {bad} NaN or inf value(s); removal curves need finite numbers "
-            f"(replace or mask them first, e.g. torch.nan_to_num({name}))"
-        )
-
-
-def _check_choice(value, choices: Sequence[str], name: str) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(map(repr, choices))}")
-    return value
-
-
 def _check_inputs(x, relevance) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate ``x`` and ``relevance``; return them as tensors (relevance detached, x's dtype)."""
-    x = _as_tensor(x, "x").detach()
-    if x.ndim < 2:
-        raise ValueError(
-            f"x must be a batch: shape (N, D) or (N, C, *spatial), got {tuple(x.shape)}; "
-            "add the batch axis with x.unsqueeze(0)"
-        )
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
-    relevance = _as_tensor(relevance, "relevance").detach()
+    x = check_batch(x, "x")
+    relevance = check_finite(as_tensor(relevance, "relevance").detach(), "relevance", fill_values=False)
     allowed = [tuple(x.shape)]
     if x.ndim >= 3:
         # relevance already summed over channels (keepdim) is fine: units span all channels anyway
         allowed.append((x.shape[0], 1, *x.shape[2:]))
     if tuple(relevance.shape) not in allowed:
-        raise ValueError(
+        raise InputError(
             f"relevance has shape {tuple(relevance.shape)} but x has shape {tuple(x.shape)}; "
             f"pass the relevance of these inputs (Explanation.relevance has x's shape)"
             + (f" or its channel sum of shape {allowed[1]}" if len(allowed) > 1 else "")
         )
-    _check_finite(x, "x")
-    _check_finite(relevance, "relevance")
     return x, relevance.to(dtype=x.dtype, device=x.device)
-
-
-def _check_fraction(fraction, name: str = "fraction") -> float:
-    try:
-        value = float(fraction)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number in [0, 1], got {fraction!r}") from None
-    if not 0.0 <= value <= 1.0 or math.isnan(value):
-        raise ValueError(f"{name} must lie in [0, 1] (a share of the input features), got {fraction!r}")
-    return value
-
-
-def _check_positive_int(value, name: str, hint: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}; {hint}")
-    return int(value)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -166,10 +128,9 @@ def rank_units(relevance, order: str = "morf", patch: int = 1, seed: int = 0) ->
         Long tensor (N, n_units): ``rank[i, u]`` is the step at which unit ``u`` of sample ``i``
         is removed (0 first). Units are numbered row-major over the patch grid.
     """
-    relevance = _as_tensor(relevance, "relevance").detach()
-    _check_choice(order, ORDERS, "order")
-    patch = _check_positive_int(patch, "patch", "use 1 for single pixels")
-    _check_finite(relevance, "relevance")
+    relevance = check_finite(as_tensor(relevance, "relevance").detach(), "relevance", fill_values=False)
+    check_choice(order, ORDERS, "order")
+    patch = check_positive_int(patch, "patch", "use 1 for single pixels")
     units = _Units.of(relevance.shape, patch, relevance.device)
     return _unit_rank(units.unit_relevance(relevance), order, seed)
 
@@ -232,19 +193,18 @@ def make_baseline(
     torch.Tensor
         Shape of ``x`` (possibly an expanded view: do not write into it).
     """
-    x = _as_tensor(x, "x").detach()
+    x = as_tensor(x, "x").detach()
     has_channels = x.ndim >= 3
     if isinstance(baseline, (torch.Tensor, np.ndarray)):
-        value = _as_tensor(baseline, "baseline").detach().to(dtype=x.dtype, device=x.device)
-        _check_finite(value, "baseline")
+        value = check_finite(as_tensor(baseline, "baseline").detach().to(dtype=x.dtype, device=x.device), "baseline")
         try:
             return value.expand(x.shape)
         except RuntimeError:
-            raise ValueError(
+            raise InputError(
                 f"baseline tensor of shape {tuple(value.shape)} does not broadcast to x's shape "
                 f"{tuple(x.shape)}; give one value per feature, per channel (C, 1, 1) or a scalar"
             ) from None
-    _check_choice(baseline, BASELINES, "baseline")
+    check_choice(baseline, BASELINES, "baseline")
     if baseline == "zero":
         return torch.zeros((), dtype=x.dtype, device=x.device).expand(x.shape)
     if baseline == "mean":
@@ -257,12 +217,12 @@ def make_baseline(
         return x.mean(dim=axes, keepdim=True).expand(x.shape)
     if baseline == "blur":
         if not blur_sigma > 0:
-            raise ValueError(f"blur_sigma must be > 0 pixels, got {blur_sigma!r}")
+            raise InputError(f"blur_sigma must be > 0 pixels, got {blur_sigma!r}")
         return _gaussian_blur(x, float(blur_sigma), has_channels)
     # noise
     low, high = (float(x.min()), float(x.max())) if data_range is None else map(float, data_range)
     if not high >= low:
-        raise ValueError(f"data_range must be (low, high) with low <= high, got {data_range!r}")
+        raise InputError(f"data_range must be (low, high) with low <= high, got {data_range!r}")
     noise = torch.rand(x.shape, generator=_generator(seed, _STREAM_NOISE, "cpu"), dtype=x.dtype)
     return (low + (high - low) * noise).to(x.device)
 
@@ -314,9 +274,9 @@ def perturb(
     >>> half = perturb(x, explanation.relevance, 0.5, order="morf", baseline="zero")
     """
     x, relevance = _check_inputs(x, relevance)
-    fraction = _check_fraction(fraction)
-    _check_choice(order, ORDERS, "order")
-    patch = _check_positive_int(patch, "patch", "use 1 for single pixels")
+    fraction = check_fraction(fraction)
+    check_choice(order, ORDERS, "order")
+    patch = check_positive_int(patch, "patch", "use 1 for single pixels")
     units = _Units.of(x.shape, patch, x.device)
     rank = _unit_rank(units.unit_relevance(relevance), order, seed)
     fill = make_baseline(x, baseline, seed, data_mean, blur_sigma, data_range)

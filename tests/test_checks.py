@@ -1,0 +1,157 @@
+"""One input check for every public function: NaN, inf and fill values give the same error type."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import lrp_widgets
+from lrp_widgets import InputError
+from lrp_widgets.engine import checks
+from lrp_widgets.esn import ESN, explain_esn
+from lrp_widgets.paths import path_fidelity, top_paths
+from lrp_widgets.removal import removal_curve
+
+BAD_VALUES = [float("nan"), float("inf"), -float("inf"), 1e20]
+
+
+def small_cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 6 * 6, 4), nn.ReLU(), nn.Linear(4, 3))
+
+
+def with_bad(x, value):
+    x = x.clone()
+    x.view(-1)[5] = value
+    return x
+
+
+def esn_and_sequences():
+    generator = torch.Generator().manual_seed(0)
+    X = torch.rand(12, 6, 2, generator=generator)
+    return ESN(2, n_outputs=2, n_reservoir=10).fit(X, (X.sum((1, 2)) > 6).long()), X
+
+
+CALLS = {
+    "explain": lambda x: lrp_widgets.explain(small_cnn(), x),
+    "explain_esn": lambda x: explain_esn(esn_and_sequences()[0], x.reshape(1, 6, 6)[:, :, :2].expand(2, 6, 2).clone()),
+    "removal_curve": lambda x: removal_curve(small_cnn(), x, steps=2),
+    "removal_curve with relevance": lambda x: removal_curve(small_cnn(), x, relevance=torch.ones_like(x), steps=2),
+    "top_paths": lambda x: top_paths(small_cnn(), x[:1], k=2, layers=["4", "1"]),
+    "path_fidelity": lambda x: path_fidelity(small_cnn(), x[:1], ks=[1], layers=["4", "1"]),
+}
+
+
+@pytest.mark.parametrize("value", BAD_VALUES, ids=["nan", "inf", "-inf", "fill_1e20"])
+@pytest.mark.parametrize("name", list(CALLS))
+def test_bad_values_give_one_error_type(name, value):
+    x = torch.rand(2, 1, 6, 6)
+    if name == "explain_esn":
+        x = torch.rand(2, 6, 2).reshape(-1)
+        x[5] = value
+        esn, _ = esn_and_sequences()
+        with pytest.raises(InputError, match="NaN/inf|fill value") as info:
+            explain_esn(esn, x.reshape(2, 6, 2))
+    else:
+        with pytest.raises(InputError, match="NaN/inf|fill value") as info:
+            CALLS[name](with_bad(x, value))
+    assert isinstance(info.value, ValueError)  # InputError is a ValueError: old except clauses still catch it
+    assert "fill" in str(info.value)  # the message says how to fix it
+
+
+def test_the_fill_threshold_is_one_number():
+    x = torch.zeros(1, 4)
+    x[0, 1] = checks.FILL_VALUE_THRESHOLD * 0.999
+    checks.check_finite(x, "x")  # just below: data
+    x[0, 1] = checks.FILL_VALUE_THRESHOLD
+    with pytest.raises(InputError, match="fill values"):
+        checks.check_finite(x, "x")
+    # computed values (relevance) may be large; NaN/inf are still refused
+    checks.check_finite(x, "relevance", fill_values=False)
+    with pytest.raises(InputError, match="NaN/inf"):
+        checks.check_finite(torch.tensor([float("nan")]), "relevance", fill_values=False)
+
+
+def test_one_target_resolution():
+    output = torch.tensor([[0.0, 2.0, 1.0], [3.0, 0.0, 1.0]])
+    assert checks.resolve_target(None, output).tolist() == [1, 0]
+    assert checks.resolve_target(2, output).tolist() == [2, 2]
+    assert checks.resolve_target(np.array([0, 2]), output).tolist() == [0, 2]
+    assert checks.resolve_target(torch.tensor([1.0, 2.0]), output).tolist() == [1, 2]
+    with pytest.raises(InputError, match=r"out of range.*0\.\.2"):
+        checks.resolve_target(3, output)
+    with pytest.raises(InputError, match="one class per sample"):
+        checks.resolve_target([0, 1, 2], output)
+    with pytest.raises(InputError, match="integers"):
+        checks.resolve_target([0.5, 1.0], output)
+    # every analysis function uses it: the same message for the same mistake
+    model = nn.Linear(4, 3)
+    for call in (lambda: lrp_widgets.explain(model, torch.rand(2, 4), target=3),
+                 lambda: removal_curve(model, torch.rand(2, 4), relevance=torch.rand(2, 4), target=3)):
+        with pytest.raises(InputError, match=r"out of range.*0\.\.2"):
+            call()
+    esn, X = esn_and_sequences()
+    with pytest.raises(InputError, match=r"out of range.*0\.\.1"):
+        explain_esn(esn, X, target=2)
+
+
+def test_old_positional_calls_still_work_with_a_deprecation_warning():
+    model, x = nn.Linear(4, 3), torch.rand(2, 4)
+    new = lrp_widgets.explain(model, x, target=1, composite="epsilon")
+    with pytest.warns(DeprecationWarning, match="target, composite by position"):
+        old = lrp_widgets.explain(model, x, 1, "epsilon")
+    torch.testing.assert_close(old.relevance, new.relevance)
+    esn, X = esn_and_sequences()
+    with pytest.warns(DeprecationWarning, match="'esn' is now called 'model'"):
+        renamed = explain_esn(esn=esn, X=X)
+    torch.testing.assert_close(renamed.relevance, explain_esn(esn, X).relevance)
+    relevance = new.relevance
+    with pytest.warns(DeprecationWarning, match="relevance, order by position"):
+        curve = removal_curve(model, x, relevance, "lerf", steps=2)
+    assert torch.equal(curve.scores, removal_curve(model, x, relevance=relevance, order="lerf", steps=2).scores)
+    with pytest.raises(TypeError, match="multiple values"):
+        removal_curve(model, x, relevance, relevance=relevance)
+
+
+def test_every_result_follows_the_protocol():
+    model, x = small_cnn(), torch.rand(2, 1, 6, 6)
+    esn, X = esn_and_sequences()
+    finder_paths = top_paths(model, x[:1], k=2, layers=["4", "1"])
+    results = [
+        lrp_widgets.explain(model, x),
+        explain_esn(esn, X),
+        removal_curve(model, x, steps=2),
+        finder_paths,
+        path_fidelity(model, x[:1], ks=[1, 2], layers=["4", "1"]),
+    ]
+    for result in results:
+        assert isinstance(result.summary(), str) and result.summary()
+        assert isinstance(result.to_dict(), dict)
+        assert hasattr(result, "target") and hasattr(result, "output")
+        bundle = result._repr_mimebundle_(include=["text/plain"])
+        assert bundle["text/plain"] == result.summary()
+    # maps are input-shaped
+    assert results[0].relevance.shape == x.shape
+    assert results[1].relevance.shape == X.shape
+    assert results[2].relevance.shape == x.shape
+    assert results[3].relevance.shape == x[:1].shape
+    assert results[4].relevance.shape == x[:1].shape
+    with pytest.warns(DeprecationWarning, match="to_dict"):
+        assert results[0].as_dict().keys() == results[0].to_dict().keys()
+
+
+def test_layer_families_are_defined_once():
+    """Only engine/types.py spells out tuples of torch layer types."""
+    package = Path(lrp_widgets.__file__).parent
+    for path in package.rglob("*.py"):
+        if path.name == "types.py" and path.parent.name == "engine":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Tuple) and len(node.elts) >= 2:
+                layer_types = [e for e in node.elts if isinstance(e, ast.Attribute) and isinstance(e.value, ast.Name)
+                               and e.value.id == "nn" and e.attr[:1].isupper()]
+                assert len(layer_types) < 2, f"{path.relative_to(package)}:{node.lineno} lists layer types; use engine/types.py"
