@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .widgets import _EXPLORERS
+from .widgets.registry import EXPLORERS as _REGISTRY
 
 #: explorer -> the control changes for its "changed" picture. "largest" means the control's last
 #: option (a selection) or its maximum (a slider).
@@ -25,8 +25,8 @@ GALLERY = {
     "PathExplorer": {"k": 10},
 }
 
-#: explorer -> its module in lrp_widgets.widgets (one list, kept there)
-MODULES = dict(_EXPLORERS)
+#: explorer -> its module in lrp_widgets.widgets (from the one explorer registry)
+MODULES = {entry.class_name: entry.module.rsplit(".", 1)[1] for entry in _REGISTRY.values()}
 
 
 def tutorials_dir() -> Path:

@@ -8,7 +8,10 @@
 ``%lrp_explore EXPLORER [MODEL [DATA]] [name=value ...]``
     Returns the explorer (``rule``, ``l1``, ``leak_rate``, ``removal``, ``path``; case-insensitive,
     ``RuleExplorer`` works too) built on the given objects, or on its shipped default without
-    any. ``name=value`` pairs are further constructor arguments (``n_samples=16``).
+    any. ``name=value`` pairs are further constructor arguments (``n_samples=16``). DATA is a data
+    set with ``.x`` (and ``.y``), a tensor or array of inputs, or a bundled data set's name where
+    the explorer takes one (``%lrp_explore leak_rate enso``). Explorers are looked up in
+    ``lrp_widgets.widgets.registry``, the table the command line uses too.
 
 Every argument (``MODEL``, ``X``, ``DATA``, ``T``, values of ``name=value``) is a name or a Python
 expression evaluated in the notebook's namespace, so ``data.x[:4]``, ``x[0:4, :]`` or ``[3, 1]``
@@ -34,16 +37,13 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
+from .esn import ESN
+from .widgets import registry as _registry
+
 __all__ = ["LRPMagics", "EXPLORERS", "split_arguments", "load_ipython_extension", "unload_ipython_extension"]
 
-#: Short name -> explorer class in ``lrp_widgets.widgets``.
-EXPLORERS = {
-    "rule": "RuleExplorer",
-    "l1": "L1Explorer",
-    "leakrate": "LeakRateExplorer",
-    "removal": "RemovalExplorer",
-    "path": "PathExplorer",
-}
+#: Short name -> explorer class name (from the one explorer registry, ``widgets/registry.py``).
+EXPLORERS = {name: entry.class_name for name, entry in _registry.EXPLORERS.items()}
 _KEYWORD = re.compile(r"^([A-Za-z_]\w*)=(?!=)(.+)$", re.S)
 
 
@@ -81,19 +81,14 @@ def split_arguments(line: str) -> list:
 
 def explorer_class(name: str):
     """The explorer class for a case-insensitive name: ``rule``, ``RuleExplorer``, ``leak_rate``..."""
-    key = name.lower().replace("_", "").replace("-", "")
-    if key.endswith("explorer") and key != "explorer":
-        key = key[: -len("explorer")]
-    key = {"paths": "path", "leak": "leakrate", "rules": "rule"}.get(key, key)
-    if key not in EXPLORERS:
-        choices = ", ".join(f"{short} ({full})" for short, full in EXPLORERS.items())
-        raise UsageError(f"unknown explorer {name!r}; choose one of: {choices}")
-    from . import widgets
-
     try:
-        return getattr(widgets, EXPLORERS[key])
+        entry = _registry.lookup(name)
+    except KeyError as error:
+        raise UsageError(error.args[0]) from None
+    try:
+        return entry.load()
     except (ImportError, AttributeError) as error:
-        raise UsageError(f"{EXPLORERS[key]} is not available in this installation of lrp_widgets ({error})") from None
+        raise UsageError(f"{entry.class_name} is not available in this installation of lrp_widgets ({error})") from None
 
 
 def _kind(value) -> str:
@@ -104,7 +99,7 @@ def _kind(value) -> str:
 
 
 def _is_esn(model) -> bool:
-    return any(f"{k.__module__}.{k.__qualname__}" == "lrp_widgets.esn.model.ESN" for k in type(model).__mro__)
+    return isinstance(model, ESN)
 
 
 @magics_class
@@ -219,32 +214,38 @@ class LRPMagics(Magics):
             raise UsageError("usage: %lrp_explore EXPLORER [MODEL [DATA]] [name=value ...]; EXPLORER is one of "
                              + ", ".join(EXPLORERS))
         cls = explorer_class(words[0])
+        entry = _registry.lookup(words[0])
         parameters = [
             p for p in list(inspect.signature(cls.__init__).parameters.values())[1:]
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
         accepts_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
         names = [p.name for p in parameters]
+        # keyword-only parameters (score=, progress=, ...) are name=value arguments too
+        keyword_names = names + [p.name for p in inspect.signature(cls.__init__).parameters.values() if p.kind is p.KEYWORD_ONLY]
         positional, keywords = [], {}
         for word in words[1:]:
             match = _KEYWORD.match(word)
             if match:
                 key = match.group(1)
-                if key not in names and not accepts_any:
-                    raise UsageError(f"{cls.__name__} has no argument {key!r}; its arguments: {', '.join(names)}")
-                keywords[key] = (match.group(2), self.evaluate(match.group(2), key))
+                if key not in keyword_names and not accepts_any:
+                    raise UsageError(f"{cls.__name__} has no argument {key!r}; its arguments: {', '.join(keyword_names)}")
+                keywords[key] = (match.group(2), self.argument(entry, match.group(2), key))
             else:
                 if keywords:
                     raise UsageError("put name=value arguments after the positional ones (MODEL, DATA)")
-                positional.append((word, self.evaluate(word, "argument")))
+                positional.append((word, self.argument(entry, word)))
         if len(positional) > len(parameters):
             raise UsageError(
                 f"{cls.__name__} takes at most {len(parameters)} objects ({', '.join(names)}), got {len(positional)}"
             )
+        positional = [(expression, entry.data(value) if parameter.name == "data" else value)
+                      for parameter, (expression, value) in zip(parameters, positional)]
+        keywords = {key: (expression, entry.data(value) if key == "data" else value) for key, (expression, value) in keywords.items()}
         for parameter, (expression, value) in zip(parameters, positional):
-            self._check_kind(cls, parameter.name, expression, value)
+            self._check_kind(cls, parameter.name, expression, value, entry)
         for key, (expression, value) in keywords.items():
-            self._check_kind(cls, key, expression, value)
+            self._check_kind(cls, key, expression, value, entry)
         import lrp_widgets
 
         try:
@@ -252,8 +253,15 @@ class LRPMagics(Magics):
         except (lrp_widgets.LRPError, ValueError, TypeError) as error:
             raise UsageError(f"{cls.__name__} could not be built: {error}") from None
 
+    def argument(self, entry, word: str, what: str = "argument"):
+        """A word of ``%lrp_explore``: a bundled data set's name the explorer takes (``enso``), unless the
+        notebook defines that name; otherwise a name or expression in the notebook."""
+        if entry.is_data_name(word) and word not in self.shell.user_ns:
+            return word
+        return self.evaluate(word, what)
+
     @staticmethod
-    def _check_kind(cls, name: str, expression: str, value) -> None:
+    def _check_kind(cls, name: str, expression: str, value, entry=None) -> None:
         """Clear errors for the usual mix-ups, by the constructor's parameter name."""
         import torch
 
@@ -271,11 +279,11 @@ class LRPMagics(Magics):
             )
         if name == "esn" and not _is_esn(value):
             raise UsageError(f"{cls.__name__}: esn {expression!r} is {_kind(value)}, not an lrp_widgets.ESN")
+        if name == "data" and isinstance(value, str) and entry is not None and entry.is_data_name(value):
+            return
         if name == "data" and not hasattr(value, "x"):
-            hint = (
-                "; wrap tensors: types.SimpleNamespace(x=x, y=y) (or use an lrp_widgets.data.Dataset)"
-                if isinstance(value, torch.Tensor) else ""
-            )
+            names = entry.data_names if entry is not None else ()
+            hint = f"; or one of the bundled data sets: {', '.join(names)}" if names else ""
             raise UsageError(f"{cls.__name__}: data {expression!r} is {_kind(value)}, not a data set with .x (and .y){hint}")
 
 

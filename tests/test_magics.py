@@ -128,13 +128,36 @@ def test_explore_takes_dicts_and_keywords(shell):
     assert explorer.x.shape[0] == 4 and explorer.last_error is None
 
 
+def test_explore_takes_every_documented_input(shell):
+    """A tensor of inputs for the model-based explorers, a bundled data set's name for the ESN's."""
+    rule = shell.run_line_magic("lrp_explore", "rule model x n_samples=3")
+    assert isinstance(rule, RuleExplorer) and rule.last_error is None and torch.equal(rule.x, shell.user_ns["x"][:3])
+    removal = shell.run_line_magic("lrp_explore", "removal model x n_samples=2 steps=2 progress=False")
+    assert type(removal).__name__ == "RemovalExplorer" and removal.last_error is None
+    leak = shell.run_line_magic("lrp_explore", "leak_rate enso n_reservoir=10 n_explain=2 progress=False")
+    assert type(leak).__name__ == "LeakRateExplorer" and leak.last_error is None
+    assert getattr(leak.data, "ocean", None) is not None  # the ENSO fields, land masked
+
+
+def test_magics_and_cli_share_one_explorer_registry():
+    from lrp_widgets import cli
+    from lrp_widgets.widgets import registry
+
+    assert set(cli.MODULES) == {entry.class_name for entry in registry.EXPLORERS.values()}
+    assert magics.EXPLORERS == {name: entry.class_name for name, entry in registry.EXPLORERS.items()}
+    for entry in registry.EXPLORERS.values():
+        assert magics.explorer_class(entry.name) is entry.load()
+        assert cli.explorer_class(entry.class_name) is entry.load()
+
+
 def test_explore_fails_clearly(shell):
     fails(shell, "lrp_explore", "", "usage: %lrp_explore EXPLORER")
     fails(shell, "lrp_explore", "rulez", "unknown explorer 'rulez'", "rule (RuleExplorer)", "path (PathExplorer)")
     fails(shell, "lrp_explore", "rule modell data", "'modell'", "not defined")
     fails(shell, "lrp_explore", "rule data model", "model 'data' is a SimpleNamespace, not a torch.nn.Module",
           "data goes after the model")
-    fails(shell, "lrp_explore", "rule model x", "data 'x' is a Tensor, not a data set", "SimpleNamespace(x=x, y=y)")
+    fails(shell, "lrp_explore", "rule model 3", "data '3' is int 3, not a data set")
+    fails(shell, "lrp_explore", "leak_rate 3", "data '3' is int 3, not a data set", "two_squares, enso")
     fails(shell, "lrp_explore", "l1 model data", "models 'model' is a Sequential", "{architecture: {l1: model}}")
     fails(shell, "lrp_explore", "rule model data data data data", "takes at most")
     fails(shell, "lrp_explore", "rule model data colour=1", "has no argument 'colour'", "n_samples")
