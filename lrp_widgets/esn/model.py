@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..engine.checks import InputError, check_positive_int
 from .sequences import _as_tensor, _check_finite, _check_sequences, _piece_bounds, _piece_groups
 
 _TASKS = (None, "classification", "regression")  # ESN.task_code indexes this
@@ -74,16 +75,15 @@ class ESN(nn.Module):
     ):
         super().__init__()
         for name, value in (("n_inputs", n_inputs), ("n_outputs", n_outputs), ("n_reservoir", n_reservoir), ("slices", slices)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not 0 < density <= 1:
-            raise ValueError(f"density must be in (0, 1], got {density!r}")
-        if spectral_radius < 0:
-            raise ValueError(f"spectral_radius must be >= 0, got {spectral_radius!r}")
-        if input_scale < 0:
-            raise ValueError(f"input_scale must be >= 0, got {input_scale!r}")
-        if ridge < 0:
-            raise ValueError(f"ridge must be >= 0, got {ridge!r}")
+            check_positive_int(value, name)
+        for name, value, valid, allowed in (
+            ("density", density, 0 < density <= 1, "in (0, 1]"),
+            ("spectral_radius", spectral_radius, spectral_radius >= 0, ">= 0"),
+            ("input_scale", input_scale, input_scale >= 0, ">= 0"),
+            ("ridge", ridge, ridge >= 0, ">= 0"),
+        ):
+            if not valid:
+                raise InputError(f"{name} must be {allowed}, got {value!r}")
         self.n_inputs = int(n_inputs)
         self.n_outputs = int(n_outputs)
         self.n_reservoir = int(n_reservoir)

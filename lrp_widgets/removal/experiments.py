@@ -16,11 +16,30 @@ from .curves import _predict, _relevance
 from .masking import _Units, _removed, _unit_rank, make_baseline, perturb
 
 
+class _Table(Result):
+    """A result whose summary is its table (its ``repr``)."""
+
+    _rows: str  # the field whose values label the rows
+    _columns: tuple  # the fields holding one value per row
+
+    def summary(self) -> str:
+        """The table as text (also the ``repr``)."""
+        return repr(self)
+
+    def to_dict(self) -> dict:
+        """``{row: {column: value}}``, e.g. ``{"most relevant": {"accuracy": 0.4, ...}}``."""
+        columns = {name: getattr(self, name) for name in self._columns}
+        return {
+            row: {name: None if values is None else values[i] for name, values in columns.items()}
+            for i, row in enumerate(getattr(self, self._rows))
+        }
+
+
 # ----------------------------------------------------------------------------------------------
 # the feature-removal paper's experiment
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class RemovalExperiment(Result):
+class RemovalExperiment(_Table):
     """The feature-removal table: one row per condition.
 
     Attributes
@@ -55,21 +74,8 @@ class RemovalExperiment(Result):
     target: torch.Tensor | None = field(default=None, repr=False, compare=False)
     output: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
-    def summary(self) -> str:
-        """The table as text (also the ``repr``)."""
-        return repr(self)
-
-    def to_dict(self) -> dict:
-        """``{condition: {"accuracy", "confidence", "original_probability", "changed"}}``."""
-        return {
-            condition: {
-                "accuracy": self.accuracy[i],
-                "confidence": self.confidence[i],
-                "original_probability": self.original_probability[i],
-                "changed": self.changed[i],
-            }
-            for i, condition in enumerate(self.conditions)
-        }
+    _rows = "conditions"
+    _columns = ("accuracy", "confidence", "original_probability", "changed")
 
     def __getitem__(self, condition: str) -> dict:
         return self.to_dict()[condition]
@@ -177,7 +183,7 @@ def removal_experiment(
 # dataset-level input pruning
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
-class PruningResult(Result):
+class PruningResult(_Table):
     """Test accuracy of models retrained on the most relevant (and on random) input units.
 
     Attributes
@@ -223,21 +229,8 @@ class PruningResult(Result):
     target = None
     output = None
 
-    def summary(self) -> str:
-        """The table as text (also the ``repr``)."""
-        return repr(self)
-
-    def to_dict(self) -> dict:
-        """``{keep: {"kept_units", "input_size", "accuracy", "random_accuracy"}}``."""
-        return {
-            q: {
-                "kept_units": self.kept_units[i],
-                "input_size": self.input_size[i],
-                "accuracy": self.accuracy[i],
-                "random_accuracy": None if self.random_accuracy is None else self.random_accuracy[i],
-            }
-            for i, q in enumerate(self.keep)
-        }
+    _rows = "keep"
+    _columns = ("kept_units", "input_size", "accuracy", "random_accuracy")
 
     def __repr__(self) -> str:
         training = "custom fit" if self.epochs is None else f"{self.epochs} epochs per model"
