@@ -76,6 +76,10 @@ from .sequences import (
     _piece_bounds,
     _piece_groups,
     image_to_sequence,
+    leak_only_decay_rate,
+    leak_only_profile,
+    piece_bounds,
+    piece_lags,
     sequence_to_image,
     suggest_leak_rate,
 )
@@ -88,4 +92,8 @@ __all__ = [
     "sequence_to_image",
     "suggest_leak_rate",
     "measure_decay_rate",
+    "piece_bounds",
+    "piece_lags",
+    "leak_only_profile",
+    "leak_only_decay_rate",
 ]
