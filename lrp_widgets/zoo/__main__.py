@@ -1,4 +1,4 @@
-"""``python -m lrp_widgets.zoo build [--only NAME ...]`` and ``python -m lrp_widgets.zoo list``."""
+"""``python -m lrp_widgets.zoo build [--only NAME ...]``, ``... list`` and ``... study [NAME ...]``."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +15,21 @@ def main(argv: list[str] | None = None) -> int:
     build_command.add_argument("--no-progress", action="store_true", help="no progress bars")
     build_command.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     commands.add_parser("list", help="list the recipes and, where built, their test accuracy")
+    study_command = commands.add_parser("study", help="compute measured findings over seeds (results/<name>.json)")
+    study_command.add_argument("names", nargs="*", metavar="NAME", help="studies to run (default: all)")
+    study_command.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     arguments = parser.parse_args(argv)
+
+    if arguments.command == "study":
+        from .studies import STUDIES, run_study
+
+        for name in arguments.names or list(STUDIES):
+            if name not in STUDIES:
+                print(f"no study named {name!r}; known: {', '.join(STUDIES)}", file=sys.stderr)
+                return 2
+            document = run_study(name, threads=arguments.threads)
+            print(f"{name:24s} {document['seconds']:7.1f} s  {document['description']}", flush=True)
+        return 0
 
     if arguments.command == "list":
         manifest = read_manifest()
