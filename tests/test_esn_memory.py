@@ -1,4 +1,4 @@
-"""Linearised reservoir memory and the leak-rate heuristic (lrp_widgets/esn_memory.py)."""
+"""Linearised reservoir memory and the leak-rate heuristic (lrp_widgets/esn/memory.py)."""
 from __future__ import annotations
 
 import math
@@ -7,19 +7,19 @@ import pytest
 import torch
 
 from lrp_widgets import ESN, suggest_leak_rate
-from lrp_widgets.esn_memory import effective_radius, memory_steps, suggest_leak_rate_linear
+from lrp_widgets.esn import effective_radius, memory_steps
 
 
 @pytest.mark.parametrize("steps", [8, 32, 100])
 def test_heuristic_reduces_to_leak_only_and_solves_its_equation(steps):
-    assert suggest_leak_rate_linear(steps, 0.0) == pytest.approx(suggest_leak_rate(steps))
+    assert suggest_leak_rate(steps, rho_eff=0.0) == pytest.approx(suggest_leak_rate(steps))
     for rho in (0.5, 0.75):
-        a = suggest_leak_rate_linear(steps, rho, keep=0.1)
+        a = suggest_leak_rate(steps, rho_eff=rho, keep=0.1)
         if a == 1.0:  # capped: 8 steps at rho 0.75 would need a = 1.12
             continue
         assert (1 - a * (1 - rho)) ** (steps - 1) == pytest.approx(0.1)
         assert a == pytest.approx(suggest_leak_rate(steps) / (1 - rho))
-    assert suggest_leak_rate_linear(3, 0.99) == 1.0  # capped
+    assert suggest_leak_rate(3, rho_eff=0.99) == 1.0  # capped
 
 
 def test_effective_radius_without_data_is_largest_real_eigenvalue():
@@ -56,10 +56,10 @@ def test_memory_steps_matches_the_linear_map():
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="n_steps"):
-        suggest_leak_rate_linear(1, 0.5)
+        suggest_leak_rate(1, rho_eff=0.5)
     with pytest.raises(ValueError, match="keep"):
-        suggest_leak_rate_linear(10, 0.5, keep=1.5)
+        suggest_leak_rate(10, rho_eff=0.5, keep=1.5)
     with pytest.raises(ValueError, match="rho_eff"):
-        suggest_leak_rate_linear(10, 1.0)
+        suggest_leak_rate(10, rho_eff=1.0)
     with pytest.raises(TypeError, match="ESN"):
         effective_radius(torch.nn.Linear(2, 2))

@@ -1,4 +1,4 @@
-"""The z+ rule of LRP through time (lrp_widgets/esn_zplus.py) against a slow per-step reference."""
+"""The z+ rule of LRP through time (lrp_widgets/esn/zplus.py) against a slow per-step reference."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lrp_widgets import ESN, explain_esn
-from lrp_widgets.esn_zplus import explain_esn_zplus, piece_bounds, readout_leak
+from lrp_widgets.esn import piece_bounds, readout_leak
 
 from .esn_reference import params_of
 from .esn_zplus_reference import reference_explain_zplus, zplus_rule
@@ -28,7 +28,7 @@ def fitted(slices=1, seed=0, leak_rate=0.3, **options):
 @pytest.mark.parametrize("epsilon", [1e-6, 0.1, 0.0])
 def test_matches_slow_reference(slices, epsilon):
     esn, X = fitted(slices=slices)
-    explanation = explain_esn_zplus(esn, X, epsilon=epsilon)
+    explanation = explain_esn(esn, X, epsilon=epsilon, rule="zplus")
     relevance, kept, outputs = reference_explain_zplus(params_of(esn), X.numpy(), explanation.target.numpy(), epsilon)
     np.testing.assert_allclose(explanation.output.numpy(), outputs, atol=1e-10)
     np.testing.assert_allclose(explanation.relevance.numpy(), relevance, atol=1e-10, rtol=1e-10)
@@ -38,7 +38,7 @@ def test_matches_slow_reference(slices, epsilon):
 def test_other_target_matches_reference():
     esn, X = fitted()
     target = torch.tensor([0, 1] * 6)
-    explanation = explain_esn_zplus(esn, X, target=target)
+    explanation = explain_esn(esn, X, target=target, rule="zplus")
     relevance, kept, _ = reference_explain_zplus(params_of(esn), X.numpy(), target.numpy(), 1e-6)
     np.testing.assert_allclose(explanation.relevance.numpy(), relevance, atol=1e-10)
     np.testing.assert_allclose(explanation.leaked.numpy(), kept, atol=1e-10)
@@ -47,7 +47,7 @@ def test_other_target_matches_reference():
 @pytest.mark.parametrize("slices", [1, 3])
 def test_conservation(slices):
     esn, X = fitted(slices=slices, seed=1)
-    explanation = explain_esn_zplus(esn, X)
+    explanation = explain_esn(esn, X, rule="zplus")
     np.testing.assert_allclose(explanation.conservation().numpy(), 0.0, atol=1e-10)
     assert explanation.leaked.abs().max() > 1e-3  # z+ does leak on signed states: the test is not vacuous
 
@@ -62,7 +62,7 @@ def test_no_bias_and_positive_everything_conserves_exactly():
     esn.fit(X, torch.tensor([0, 1] * 3))
     esn.readout_weight = esn.readout_weight.abs()
     esn.readout_bias = torch.zeros_like(esn.readout_bias)
-    explanation = explain_esn_zplus(esn, X, epsilon=0.0)
+    explanation = explain_esn(esn, X, epsilon=0.0, rule="zplus")
     np.testing.assert_allclose(explanation.leaked.numpy(), 0.0, atol=1e-12)
     np.testing.assert_allclose(explanation.relevance.sum((1, 2)).numpy(), explanation.explained_output.numpy(), rtol=1e-12)
     # and then it equals the epsilon rule at eps = 0
@@ -81,8 +81,8 @@ def test_zplus_rule_reference_on_a_small_layer():
 def test_readout_leak_matches_explanations():
     esn, X = fitted(seed=2)
     output, features = esn(X), esn.final_states(X)
-    for rule, explainer in (("epsilon", explain_esn), ("zplus", explain_esn_zplus)):
-        explanation = explainer(esn, X)
+    for rule in ("epsilon", "zplus"):
+        explanation = explain_esn(esn, X, rule=rule)
         part = readout_leak(output, features, esn, explanation.target, rule=rule)
         assert part.shape == (X.shape[0],)
         assert (part.abs() <= explanation.leaked.abs() + explanation.explained_output.abs()).all()
@@ -97,8 +97,14 @@ def test_piece_bounds_like_array_split():
 def test_bad_input():
     esn, X = fitted()
     with pytest.raises(TypeError, match="ESN"):
-        explain_esn_zplus(torch.nn.Linear(2, 2), X)
+        explain_esn(torch.nn.Linear(2, 2), X, rule="zplus")
     with pytest.raises(ValueError, match="epsilon"):
-        explain_esn_zplus(esn, X, epsilon=-1)
+        explain_esn(esn, X, epsilon=-1, rule="zplus")
     with pytest.raises(ValueError, match="NaN"):
-        explain_esn_zplus(esn, X.masked_fill(X > 0.9, float("nan")))
+        explain_esn(esn, X.masked_fill(X > 0.9, float("nan")), rule="zplus")
+
+
+def test_unknown_rule_is_named():
+    esn, X = fitted()
+    with pytest.raises(ValueError, match="rule must be one of"):
+        explain_esn(esn, X, rule="alpha_beta")

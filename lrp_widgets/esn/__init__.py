@@ -5,7 +5,7 @@ is fitted in closed form (ridge regression). Images are fed column by column: ti
 the image columns and the features of a step are the pixels of that column
 (:func:`image_to_sequence`). The explanation (:func:`explain_esn`) unfolds the reservoir in
 time, one "layer" per step, and moves relevance from the readout back to every input pixel
-with the epsilon rule (REFERENCE.md section 2, steps 1-4).
+with the epsilon rule or, with ``rule="zplus"``, the paper's z+ rule (REFERENCE.md section 2).
 
 Forward pass (leaky ESN), ``x(0) = 0``::
 
@@ -81,8 +81,9 @@ from .sequences import (
     piece_bounds,
     piece_lags,
     sequence_to_image,
-    suggest_leak_rate,
 )
+from .memory import effective_radius, memory_steps, suggest_leak_rate
+from .zplus import readout_leak
 
 __all__ = [
     "ESN",
@@ -91,6 +92,9 @@ __all__ = [
     "image_to_sequence",
     "sequence_to_image",
     "suggest_leak_rate",
+    "effective_radius",
+    "memory_steps",
+    "readout_leak",
     "measure_decay_rate",
     "piece_bounds",
     "piece_lags",

@@ -12,6 +12,9 @@ from ..engine.results import Result, listed, plural
 from ..engine.signatures import keyword_arguments
 from .model import ESN, _Trace
 from .sequences import _as_tensor, leak_only_decay_rate, piece_bounds, piece_lags
+from .zplus import zplus_through_time
+
+_RULES = ("epsilon", "zplus")
 
 
 def _stabilizer_term(z: torch.Tensor, epsilon: float) -> torch.Tensor:
@@ -64,8 +67,8 @@ class ESNExplanation(Result):
         Readout outputs.
     target : tensor (N,) int64
         The explained output of each sample.
-    leak_rate, slices, epsilon
-        The settings the explanation was computed with.
+    leak_rate, slices, epsilon, rule
+        The settings the explanation was computed with (``rule``: ``"epsilon"`` or ``"zplus"``).
     """
 
     relevance: torch.Tensor
@@ -77,6 +80,7 @@ class ESNExplanation(Result):
     leak_rate: float
     slices: int
     epsilon: float
+    rule: str = "epsilon"
 
     def __repr__(self):
         return (f"ESNExplanation({self.relevance.shape[0]} sequence(s) of {self.relevance.shape[1]} steps x "
@@ -230,10 +234,10 @@ def measure_decay_rate(time_profile, slices: int = 1) -> float:
     return float(-slope)
 
 
-@keyword_arguments("target", "epsilon", renamed={"esn": "model", "X": "x"})
+@keyword_arguments("target", "epsilon", "rule", renamed={"esn": "model", "X": "x"})
 @torch.no_grad()
-def explain_esn(model: ESN, x, *, target=None, epsilon: float = 1e-6) -> ESNExplanation:
-    """LRP through time for a fitted :class:`ESN` (REFERENCE.md section 2, steps 1-4, eps rule).
+def explain_esn(model: ESN, x, *, target=None, epsilon: float = 1e-6, rule: str = "epsilon") -> ESNExplanation:
+    """LRP through time for a fitted :class:`ESN` (REFERENCE.md section 2, steps 1-4).
 
     Parameters
     ----------
@@ -247,6 +251,12 @@ def explain_esn(model: ESN, x, *, target=None, epsilon: float = 1e-6) -> ESNExpl
     epsilon : float
         Stabilizer of every eps rule, ``z + epsilon * sign(z)`` with ``sign(0) = +1``.
         ``epsilon = 0`` is allowed (LRP-0; a zero denominator then passes no relevance).
+        With ``rule="zplus"`` it is added to every (non-negative) z+ denominator.
+    rule : {"epsilon", "zplus"}
+        ``"epsilon"``: the epsilon rule at every step; about half of each output stays in the
+        readout bias. ``"zplus"``: the paper's rule, "based on positive pre-activations and
+        weights" (:mod:`lrp_widgets.esn.zplus`); its measured decay follows ``exp(-a (T - t))``
+        for ``a >= 0.2`` (notebook 04).
 
     Returns
     -------
@@ -269,11 +279,16 @@ def explain_esn(model: ESN, x, *, target=None, epsilon: float = 1e-6) -> ESNExpl
     epsilon = float(epsilon)
     if epsilon < 0 or not math.isfinite(epsilon):
         raise InputError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
+    if rule not in _RULES:
+        raise InputError(f"rule must be one of {_RULES}, got {rule!r}")
     X = esn._prepare(x)
     n, n_steps, _ = X.shape
     features, traces = esn._final_states(X, keep=True)
     output = torch.addmm(esn.readout_bias, features, esn.readout_weight.T)
     target = _resolve_target(esn, output, target)
+    if rule == "zplus":
+        relevance, kept = zplus_through_time(esn, X, esn.states(X), output, target, epsilon)
+        return _explanation(esn, relevance, kept, output, target, epsilon, rule)
 
     R_features, kept = _lrp_readout(features, esn.readout_weight, esn.readout_bias, output, target, epsilon)
     units = esn.n_reservoir
@@ -289,15 +304,20 @@ def explain_esn(model: ESN, x, *, target=None, epsilon: float = 1e-6) -> ESNExpl
             relevance[:, start:stop] = R_u[:, rows].transpose(0, 1)
             kept += kept_pieces[rows]
 
+    return _explanation(esn, relevance, kept, output, target, epsilon, rule)
+
+
+def _explanation(esn, relevance, leaked, output, target, epsilon, rule) -> ESNExplanation:
     time_profile = relevance.sum(dim=2)
     return ESNExplanation(
         relevance=relevance,
         time_profile=time_profile,
-        leaked=kept,
+        leaked=leaked,
         decay_rate=measure_decay_rate(time_profile, esn.slices),
         output=output,
         target=target,
         leak_rate=esn.leak_rate,
         slices=esn.slices,
         epsilon=epsilon,
+        rule=rule,
     )

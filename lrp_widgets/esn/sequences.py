@@ -137,22 +137,3 @@ def sequence_to_image(sequence, channels: int = 1, direction: str = "left_to_rig
             images = images.to(torch.get_default_dtype())
         images = images.masked_fill(~mask, float("nan"))
     return images
-
-
-def suggest_leak_rate(n_steps: int, keep: float = 0.1) -> float:
-    """Largest leak rate whose leak-only decay keeps a fraction ``keep`` at the first step.
-
-    ``(1 - alpha)^(T - 1) >= keep``, i.e. ``alpha = 1 - keep ** (1 / (T - 1))`` for a sequence of
-    ``T = n_steps`` steps (per slice when slicing). This heuristic is our choice (REFERENCE.md
-    section 2), not the paper's formula.
-
-    Examples
-    --------
-    >>> round(suggest_leak_rate(32), 4)
-    0.0716
-    """
-    if not isinstance(n_steps, (int, np.integer)) or n_steps < 2:
-        raise ValueError(f"n_steps must be an integer >= 2, got {n_steps!r}")
-    if not 0 < keep < 1:
-        raise ValueError(f"keep must be in (0, 1), got {keep!r}")
-    return 1.0 - keep ** (1.0 / (n_steps - 1))

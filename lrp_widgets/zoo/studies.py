@@ -19,9 +19,7 @@ import torch
 
 from .. import data as datasets
 from .. import models
-from ..esn import ESN, explain_esn, image_to_sequence, measure_decay_rate, suggest_leak_rate
-from ..esn_memory import effective_radius, suggest_leak_rate_linear
-from ..esn_zplus import explain_esn_zplus, readout_leak
+from ..esn import ESN, effective_radius, explain_esn, image_to_sequence, measure_decay_rate, readout_leak, suggest_leak_rate
 from ..train import accuracy, sparsity, train
 
 __all__ = ["Study", "STUDIES", "RESULTS_DIR", "run_study", "load_study", "paper_esn", "informative_share",
@@ -98,8 +96,8 @@ def esn_decay(size=32, seeds=(0, 1, 2, 3, 4), leak_rates=(0.05, 0.1, 0.2, 0.3, 0
             for leak_rate in leak_rates:
                 esn = base.with_leak_rate(leak_rate).fit(X_train, data.train.y)
                 output, features = esn(X_test), esn.final_states(X_test)
-                for rule, explainer in (("epsilon", explain_esn), ("zplus", explain_esn_zplus)):
-                    explanation = explainer(esn, X_test)
+                for rule in ("epsilon", "zplus"):
+                    explanation = explain_esn(esn, X_test, rule=rule)
                     explained = explanation.explained_output
                     readout = readout_leak(output, features, esn, explanation.target, rule=rule)
                     profile = explanation.time_profile.abs().mean(0)
@@ -135,7 +133,7 @@ def leak_sweep(dataset="two_squares", size=100, seeds=(0, 1, 2, 3, 4), bias=Fals
         base = paper_esn(n_inputs, 0.1, seed, bias=bias)
         rho = effective_radius(base, X_train[:100])
         suggested = {"leak_only": suggest_leak_rate(n_steps, keep),
-                     "linearised": suggest_leak_rate_linear(n_steps, rho, keep)}
+                     "linearised": suggest_leak_rate(n_steps, keep, rho_eff=rho)}
         accuracies = {}
         for leak_rate in leak_rates:
             esn = base.with_leak_rate(leak_rate).fit(X_train, data.train.y)
@@ -264,7 +262,7 @@ def explainability(seeds=(0, 1, 2, 3, 4), datasets_=("two_squares", "enso"), n_e
             for slices in (1, 3):
                 base = paper_esn(X_train.shape[2], 0.1, seed, slices=slices)
                 rho = effective_radius(base, X_train[:100])
-                leak_rate = suggest_leak_rate_linear(math.ceil(n_steps / slices), rho)
+                leak_rate = suggest_leak_rate(math.ceil(n_steps / slices), rho_eff=rho)
                 esn = base.with_leak_rate(leak_rate).fit(X_train, data.train.y)
                 relevance = explain_esn(esn, image_to_sequence(x)).relevance
                 images = relevance.reshape(len(x), n_steps, 1, -1).permute(0, 2, 3, 1)  # (N, 1, H, W)

@@ -32,7 +32,6 @@ import torch
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from lrp_widgets import data, explain_esn, image_to_sequence
-from lrp_widgets.esn_zplus import explain_esn_zplus
 from lrp_widgets.widgets import LeakRateExplorer
 from lrp_widgets.zoo.studies import findings_table, load_study, mean_sd, paper_esn
 
@@ -138,7 +137,7 @@ plt.show()
 # ## 4. Epsilon or z+: which rule gives the paper's `exp(-a (T - t))`?
 #
 # The paper redistributes relevance "based on positive pre-activations and weights": the z+ rule
-# (`explain_esn_zplus`). At every step it splits relevance only among *positive* contributions
+# (`explain_esn(..., rule="zplus")`). At every step it splits relevance only among *positive* contributions
 # (the leak term, the new activation, the input and recurrent products), and a reservoir bias
 # only in the denominator. The study `esn_decay` explains 100 test images of 32x32 two squares
 # with both rules on the paper's ESN (300 units, spectral radius 0.8, `W_in` in [-0.1, 0.1], no
@@ -171,8 +170,8 @@ assert max(abs(row["conservation"]) for row in decay) < 1e-4  # both rules conse
 squares_0 = data.two_squares(n_per_class=250, size=32, seed=0)
 X_train0, X_test0 = (image_to_sequence(part.x, "right_to_left") for part in (squares_0.train, squares_0.test))
 esn_0 = paper_esn(32, 0.3, seed=0).fit(X_train0, squares_0.train.y)
-for rule, explainer in (("epsilon", explain_esn), ("zplus", explain_esn_zplus)):
-    recomputed = explainer(esn_0, X_test0[:100]).decay_rate
+for rule in ("epsilon", "zplus"):
+    recomputed = explain_esn(esn_0, X_test0[:100], rule=rule).decay_rate
     cached = pick(decay, direction="right_to_left", rule=rule, leak_rate=0.3, seed=0)[0]["decay_rate"]
     print(f"{rule}: decay recomputed {recomputed:.4f}, cached {cached:.4f}")
     assert abs(recomputed - cached) < 1e-3
@@ -273,7 +272,7 @@ display(Markdown(
 # slowest mode decays by `1 - a (1 - rho_eff)` per step, with `rho_eff` the largest real
 # eigenvalue of `D W` (`effective_radius(esn, X)`), so the memory is about `1 / (a (1 - rho_eff))`
 # steps, not `1 / a`. Our heuristic (not the paper's): the largest `a` with
-# `(1 - a (1 - rho_eff))^(T - 1) >= 0.1` (`suggest_leak_rate_linear`). The old leak-only rule
+# `(1 - a (1 - rho_eff))^(T - 1) >= 0.1` (`suggest_leak_rate(T, rho_eff=effective_radius(esn))`). The old leak-only rule
 # (`suggest_leak_rate`, `rho_eff = 0`) is more cautious by `1 / (1 - rho_eff)`.
 #
 # Validation: the *plateau* is the set of swept leak rates whose mean accuracy is within 0.02 of

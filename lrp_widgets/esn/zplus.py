@@ -1,8 +1,8 @@
 """The z+ rule for LRP through time in an echo state network (REFERENCE.md section 2).
 
 The fact-or-artifact paper redistributes relevance "based on positive pre-activations and
-weights". :func:`explain_esn_zplus` is that variant of :func:`lrp_widgets.esn.explain_esn`
-(which uses the epsilon rule); it returns the same :class:`~lrp_widgets.esn.ESNExplanation`.
+weights". ``explain_esn(model, x, rule="zplus")`` is that variant (the default ``rule="epsilon"``
+is in :mod:`lrp_widgets.esn.lrp`); both return the same :class:`~lrp_widgets.esn.ESNExplanation`.
 Per time step t, backwards, with ``(v)+ = max(v, 0)``:
 
 1. readout ``z_k = V_k x(T) + c_k``, ``R_k = z_k``: ``R_x(T)_j = (V_kj x_j)+ R_k / D``,
@@ -22,27 +22,16 @@ Cost: ``(w u)+ = w+ u+ + w- u-`` (``w- = min(w, 0)``), so every sum over positiv
 two matrix products; one step costs four ``(N, units) @ (units, units)`` products, never an
 ``(N, units, units)`` tensor.
 
-Only the ESN's public attributes (``input_weight``, ``weight``, ``bias``, ``readout_weight``,
-``readout_bias``, ``leak_rate``, ``slices``) and :meth:`ESN.states` are used; a later phase moves
-this module into ``lrp_widgets/esn/``.
 """
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import torch
 
-from .esn import ESN, ESNExplanation, measure_decay_rate
+from ..engine.checks import InputError
+from .model import ESN
+from .sequences import piece_bounds
 
-__all__ = ["explain_esn_zplus", "piece_bounds", "readout_leak"]
-
-
-def piece_bounds(n_steps: int, slices: int) -> list[tuple[int, int]]:
-    """Consecutive pieces with the sizes of ``numpy.array_split`` (the ESN's slicing)."""
-    sizes = [len(part) for part in np.array_split(np.arange(n_steps), slices)]
-    edges = np.cumsum([0] + sizes)
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+__all__ = ["readout_leak"]
 
 
 def _safe_ratio(numerator: torch.Tensor, denominator: torch.Tensor):
@@ -82,68 +71,20 @@ def readout_leak(output: torch.Tensor, features: torch.Tensor, esn: ESN, target:
         contributions = (features * weight).clamp(min=0)
         denominator = contributions.sum(dim=1) + bias.clamp(min=0) + epsilon
     else:
-        raise ValueError(f"rule must be 'epsilon' or 'zplus', got {rule!r}")
+        raise InputError(f"rule must be 'epsilon' or 'zplus', got {rule!r}")
     ratio, _ = _safe_ratio(z, denominator)
     return z - (contributions * ratio[:, None]).sum(dim=1)
 
 
-def _resolve_target(esn: ESN, output: torch.Tensor, target) -> torch.Tensor:
-    n = output.shape[0]
-    if target is None:
-        if esn.task == "classification" or esn.n_outputs == 1:
-            return output.argmax(dim=1) if esn.task == "classification" else torch.zeros(n, dtype=torch.long)
-        raise ValueError(f"this regression ESN has {esn.n_outputs} outputs: pass target=<output index>")
-    target = torch.as_tensor(target)
-    if target.is_floating_point():
-        raise TypeError("target must be an integer output index or an int64 tensor of shape (N,)")
-    target = target.to(torch.long)
-    if target.ndim == 0:
-        target = target.expand(n)
-    if target.shape != (n,):
-        raise ValueError(f"target must be one index or shape ({n},), got {tuple(target.shape)}")
-    if (target < 0).any() or (target >= esn.n_outputs).any():
-        raise ValueError(f"target indices must lie in 0..{esn.n_outputs - 1}")
-    return target.contiguous()
+def zplus_through_time(esn: ESN, X: torch.Tensor, states: torch.Tensor, output: torch.Tensor,
+                       target: torch.Tensor, epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Relevance (N, T, F) and leaked (N,) of the z+ rule (module docstring, steps 1-4).
 
-
-@torch.no_grad()
-def explain_esn_zplus(esn: ESN, X, target=None, epsilon: float = 1e-6) -> ESNExplanation:
-    """LRP through time with the z+ rule (module docstring); same result type as ``explain_esn``.
-
-    Parameters
-    ----------
-    esn : ESN
-        A fitted ESN.
-    X : array or tensor, (N, T, F)
-    target : None, int or int tensor (N,)
-        Output to explain; None: the predicted class (classification) or the single output.
-    epsilon : float
-        Added to every (non-negative) z+ denominator; ``0`` allowed (a unit with no positive
-        contribution then passes nothing on and its relevance counts as leaked).
-
-    Returns
-    -------
-    ESNExplanation
-        ``epsilon`` records the stabilizer; the rule is z+.
-
-    Examples
-    --------
-    >>> X = torch.randn(20, 8, 2)
-    >>> esn = ESN(2, n_outputs=2, n_reservoir=30).fit(X, (X.sum((1, 2)) > 0).long())
-    >>> explain_esn_zplus(esn, X).relevance.shape
-    torch.Size([20, 8, 2])
+    ``X`` are checked sequences in the ESN's dtype, ``states`` the ESN's states for them (reset at
+    the start of every piece), ``output`` the readout outputs, ``target`` resolved indices.
     """
-    if not isinstance(esn, ESN):
-        raise TypeError(f"explain_esn_zplus needs an ESN, got {type(esn).__name__}")
-    epsilon = float(epsilon)
-    if epsilon < 0 or not math.isfinite(epsilon):
-        raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
-    output = esn(X)  # checks the input and that the ESN is fitted
-    states = esn.states(X)  # (N, T, units), reset at the start of every piece
-    X = torch.as_tensor(X).to(dtype=states.dtype, device=states.device)
     n, n_steps, _ = X.shape
     units, a = esn.n_reservoir, esn.leak_rate
-    target = _resolve_target(esn, output, target)
     bounds = piece_bounds(n_steps, esn.slices)
     features = torch.cat([states[:, stop - 1] for _, stop in bounds], dim=1)
 
@@ -181,15 +122,4 @@ def explain_esn_zplus(esn: ESN, X, target=None, epsilon: float = 1e-6) -> ESNExp
             R_x = leak_part * s_leak + _positive_back(x_prev, s, W_pos, W_neg)
             # what the stabilizers (step 2 and 4) and b+ (step 4) keep at this step
             leaked += epsilon * s_leak.sum(dim=1) + s @ (b_pos + epsilon)
-    time_profile = relevance.sum(dim=2)
-    return ESNExplanation(
-        relevance=relevance,
-        time_profile=time_profile,
-        leaked=leaked,
-        decay_rate=measure_decay_rate(time_profile, esn.slices),
-        output=output,
-        target=target,
-        leak_rate=a,
-        slices=esn.slices,
-        epsilon=epsilon,
-    )
+    return relevance, leaked
