@@ -83,6 +83,7 @@ __all__ = [
     "sequence_to_image",
     "suggest_leak_rate",
     "measure_decay_rate",
+    "leak_only_profile",
 ]
 
 # Inputs larger than this are almost surely fill values for missing data (netCDF uses 1e20).
@@ -191,6 +192,17 @@ def _piece_bounds(n_steps: int, slices: int) -> list[tuple[int, int]]:
         bounds.append((start, stop))
         start = stop
     return bounds
+
+
+def leak_only_profile(n_steps: int, leak_rate: float, slices: int = 1) -> np.ndarray:
+    """Leak-only relevance per time step, ``alpha (1 - alpha)^lag``, normalised to max 1.
+
+    The lag of step t counts the steps to the last step of its piece (:func:`_piece_bounds`, the
+    same pieces the ESN and :func:`measure_decay_rate` use), so the profile resets where they do.
+    """
+    lags = np.concatenate([np.arange(stop - start - 1, -1, -1) for start, stop in _piece_bounds(n_steps, slices)])
+    profile = leak_rate * (1 - leak_rate) ** lags.astype(float)
+    return profile / profile.max()
 
 
 def _piece_groups(n_steps: int, slices: int) -> list[list[int]]:
