@@ -232,7 +232,7 @@ class Explorer(widgets.VBox):
                 ax.imshow(panel.pixels, interpolation="nearest")
                 ax.set_axis_off()
                 if panel.title:
-                    ax.set_title(panel.title, fontsize=9)
+                    ax.set_title(panel.title, fontsize=8)
                 left += w + gap
             top -= row_height
         return figure
