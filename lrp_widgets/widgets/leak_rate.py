@@ -108,8 +108,8 @@ class LeakRateExplorer(Explorer):
         controls["leak_rate"].tooltip = f"heuristic for {self.width} columns: {self.suggested:.3g}"
         mask = as_data(split("test")).extra("informative_mask")
         mask = mask if mask is not None else (getattr(data, "informative_mask", None) if not isinstance(data, dict) else data.get("informative_mask"))
-        self.input_panel = ImagePanel(["input", "invalid"], title="input (columns = time)", cmap="RdBu_r", symmetric=True)
-        self.heatmap = HeatmapPanel(["relevance_map", "invalid"], title="relevance", outline=mask)
+        self.input_panel = ImagePanel(["input", "invalid"], title="input (columns = time)", cmap="RdBu_r", symmetric=True, mask="invalid")
+        self.heatmap = HeatmapPanel(["relevance_map", "invalid"], title="relevance", outline=mask, mask="invalid")
         self.decay = PlotPanel(["time_profile", "theory_profile"], self._draw_decay, title="time decay (dashed: leak-only)")
         plain_log_axis(self.decay.ax.yaxis)
         self.decay.ax.set_xlim(-0.5, self.width - 0.5)

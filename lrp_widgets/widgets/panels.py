@@ -122,8 +122,9 @@ class Panel:
 class PicturePanel(Panel):
     """A titled ``ipywidgets.Image`` with a caption line; renders to (rgb, caption)."""
 
-    def __init__(self, fields, title: str = ""):
+    def __init__(self, fields, title: str = "", mask: str | None = None):
         super().__init__(fields, title)
+        self.mask_field = mask  # the field (one of ``fields``) marking missing cells, if any
         self.image = widgets.Image(format="png")
         self.caption = widgets.HTML()
         self.widget = widgets.VBox(
@@ -139,6 +140,10 @@ class PicturePanel(Panel):
             self.caption.value = caption
         self.pixels = rgb
 
+    def picture_and_mask(self, inputs):
+        """The shown array (the first field) and the mask (the ``mask`` field, or None)."""
+        return inputs[self.fields[0]], (inputs[self.mask_field] if self.mask_field else None)
+
     def finish(self, rgb: np.ndarray, caption: str = ""):
         caption = f"<div style='font-size:11px;text-align:center;color:#444'>{html.escape(caption)}</div>" if caption else ""
         return rgb, encode_png(rgb), caption
@@ -147,17 +152,17 @@ class PicturePanel(Panel):
 class HeatmapPanel(PicturePanel):
     """A relevance map: zero-centred diverging colours, missing cells grey, ``±limit`` caption.
 
-    ``fields[0]`` is the (H, W) map; an optional ``fields[1]`` is a mask (True = missing).
+    ``fields[0]`` is the (H, W) map; the field named by ``mask`` marks missing cells (True).
     """
 
-    def __init__(self, fields, title: str = "", cmap: str = RELEVANCE_CMAP, size: int = PICTURE_SIZE, outline=None):
-        super().__init__(fields, title)
+    def __init__(self, fields, title: str = "", cmap: str = RELEVANCE_CMAP, size: int = PICTURE_SIZE, outline=None, mask=None):
+        super().__init__(fields, title, mask)
         self.cmap, self.size = cmap, size
         self.outline = None if outline is None else np.asarray(outline, dtype=bool)
 
     def render(self, **inputs):
-        values = list(inputs.values())
-        data, mask = to_numpy(values[0]), (values[1] if len(values) > 1 else None)
+        data, mask = self.picture_and_mask(inputs)
+        data = to_numpy(data)
         masked = np.ma.masked_invalid(data)
         if mask is not None:
             masked = np.ma.masked_where(np.asarray(mask, dtype=bool), masked)
@@ -171,13 +176,15 @@ class HeatmapPanel(PicturePanel):
 class ImagePanel(PicturePanel):
     """An input: (C, H, W) or (H, W); grey (or ``cmap``) with min-max or given limits, RGB as is."""
 
-    def __init__(self, fields, title: str = "", cmap: str = "gray", limits=None, symmetric: bool = False, size: int = PICTURE_SIZE):
-        super().__init__(fields, title)
+    def __init__(self, fields, title: str = "", cmap: str = "gray", limits=None, symmetric: bool = False, size: int = PICTURE_SIZE,
+                 caption=None, mask=None):
+        super().__init__(fields, title, mask)
         self.cmap, self.limits, self.symmetric, self.size = cmap, limits, symmetric, size
+        self.caption_text = caption  # optional: (**fields) -> str shown under the picture
 
     def render(self, **inputs):
-        values = list(inputs.values())
-        image, mask = image_for_display(values[0]), (values[1] if len(values) > 1 else None)
+        image, mask = self.picture_and_mask(inputs)
+        image = image_for_display(image)
         if image.ndim == 3:
             rgb = (np.clip(np.nan_to_num(image), 0, 1) * 255).round().astype(np.uint8)
         else:
@@ -189,7 +196,7 @@ class ImagePanel(PicturePanel):
             else:
                 low, high = float(np.nanmin(image)), float(np.nanmax(image))
             rgb = colorize(image, self.cmap, low, high if high > low else low + 1e-12, mask)
-        return self.finish(upscale(rgb, self.size))
+        return self.finish(upscale(rgb, self.size), self.caption_text(**inputs) if self.caption_text else "")
 
 
 class PlotPanel(PicturePanel):
