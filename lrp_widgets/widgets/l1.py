@@ -26,6 +26,7 @@ def informative_share(relevance: np.ndarray, mask: np.ndarray) -> float:
 class L1State(State):
     architecture: str
     l1: float
+    sample: int
     position: int  # index of l1 in l1_values (the curves' marker)
     mean_map: np.ndarray
     sample_map: np.ndarray
@@ -139,6 +140,7 @@ class L1Explorer(Explorer):
         return L1State(
             architecture=values["architecture"],
             l1=values["l1"],
+            sample=values["sample"],
             position=l1s.index(values["l1"]),
             mean_map=entry["mean_map"],
             sample_map=entry["maps"][values["sample"]],
