@@ -151,6 +151,16 @@ class Explorer(widgets.VBox):
         """The current control values."""
         return {name: control.value for name, control in self.controls.items()}
 
+    @staticmethod
+    def _key(values: dict) -> tuple:
+        return tuple((name, tuple(v) if isinstance(v, list) else v) for name, v in values.items())
+
+    @property
+    def up_to_date(self) -> bool:
+        """True when the state shown is the one of the controls' current values (after a drag:
+        the last value, not a stale one)."""
+        return self.last_error is None and getattr(self, "_shown_key", None) == self._key(self.values())
+
     def _on_change(self, change):
         if self._held:
             return
@@ -189,12 +199,12 @@ class Explorer(widgets.VBox):
         start = time.perf_counter()
         try:
             values = self.values()
-            key = tuple((name, tuple(v) if isinstance(v, list) else v) for name, v in values.items())
+            key = self._key(values)
             with torch_threads(self.threads):
                 state = self.states.get(key, lambda: self.compute(values))
             computed = time.perf_counter()
             sent = [panel for panel in self.panels if panel.show(state)]
-            self.state = state
+            self.state, self._shown_key = state, key
         except Exception as error:  # noqa: BLE001 - shown to the user, the explorer keeps working
             self.last_error = f"{type(error).__name__}: {error}"
             self.error.value = f"<pre style='color:#b00020;white-space:pre-wrap'>{html.escape(self.last_error)}</pre>"

@@ -99,3 +99,12 @@ def class_name(data, index: int) -> str:
     if classes is not None and 0 <= index < len(classes):
         return str(classes[index])
     return str(index)
+
+
+def log_slider(value: float, low: int, high: int, step: float, description: str, **options) -> widgets.FloatLogSlider:
+    """A continuous FloatLogSlider (exponents ``low..high``) opening on the grid point nearest
+    ``value``: the browser snaps an off-grid value and sends it back, which would change the
+    state right after it is first shown."""
+    exponent = low + round((np.log10(value) - low) / step) * step
+    return widgets.FloatLogSlider(value=float(10.0 ** exponent), base=10, min=low, max=high, step=step, description=description,
+                                  continuous_update=True, **options)

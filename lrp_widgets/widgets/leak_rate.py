@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from ..esn import ESN, explain_esn, image_to_sequence, leak_only_profile, sequence_to_image, suggest_leak_rate
 from ..plotting import plain_log_axis
 from .base import Explorer, State, torch_threads
-from .common import DATA_FORMS, as_data, check_model_and_data, sample_slider
+from .common import DATA_FORMS, as_data, check_model_and_data, log_slider, sample_slider
 from .panels import HeatmapPanel, ImagePanel, PlotPanel, TextPanel
 
 #: Leak rates of the accuracy/decay sweep drawn beside the slider (log-spaced).
@@ -100,7 +100,7 @@ class LeakRateExplorer(Explorer):
         with torch_threads(self.threads):  # the default setting's sweep, once, with a progress bar
             self.sweep_curves(1, "left_to_right")
         controls = {
-            "leak_rate": widgets.FloatLogSlider(value=0.05, base=10, min=-3, max=0, step=0.05, description="leak rate", readout_format=".3g", continuous_update=True),
+            "leak_rate": log_slider(0.05, -3, 0, 0.05, "leak rate", readout_format=".3g"),
             "slices": widgets.Dropdown(options=[1, 2, 4, 8], value=1, description="slices"),
             "direction": widgets.ToggleButtons(options=["left_to_right", "right_to_left"], value="left_to_right", description="feed"),
             "sample": sample_slider(len(self.shown)),

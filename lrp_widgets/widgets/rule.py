@@ -11,7 +11,7 @@ from .. import composites, explain
 from ..engine.modes import evaluating
 from ..plotting import relevance_map, to_numpy
 from .base import Explorer, State
-from .common import DATA_FORMS, check_model_and_data, class_name, model_and_data, sample_slider
+from .common import DATA_FORMS, check_model_and_data, class_name, log_slider, model_and_data, sample_slider
 from .panels import HeatmapPanel, ImagePanel, PlotPanel, TextPanel
 
 DEFAULT_MODEL = "shapes_minivgg"
@@ -99,8 +99,8 @@ class RuleExplorer(Explorer):
         self.stage_names = [probe.names[i] for i in self.stage_rows]
         controls = {
             "composite": widgets.Dropdown(options=list(composites.NAMES), value="epsilon_plus_flat", description="composite"),
-            "epsilon": widgets.FloatLogSlider(value=1e-6, base=10, min=-9, max=1, step=0.25, description="epsilon", continuous_update=True),
-            "gamma": widgets.FloatLogSlider(value=0.25, base=10, min=-2, max=1.5, step=0.125, description="gamma", continuous_update=True),
+            "epsilon": log_slider(1e-6, -9, 1, 0.25, "epsilon"),
+            "gamma": log_slider(0.25, -2, 1.5, 0.125, "gamma"),
             "sample": sample_slider(len(self.x)),
         }
         if self.x.ndim == 2:  # feature vectors: bars
