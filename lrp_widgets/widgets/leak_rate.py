@@ -150,6 +150,7 @@ class LeakRateExplorer(Explorer):
                 "column_profile": columns / max(columns.max(), 1e-30),
                 "decay_rate": explanation.decay_rate,
                 "theory_decay_rate": explanation.theory_decay_rate,
+                "leaked": explanation.leaked.numpy(),
             }
 
         return self.fits.get((round(float(leak_rate), 6), int(slices), direction), run)
