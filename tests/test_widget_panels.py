@@ -11,7 +11,7 @@ from torch import nn
 
 from lrp_widgets.data import two_squares
 from lrp_widgets.esn import leak_only_profile, measure_decay_rate
-from lrp_widgets.models import CNN, MiniVGG
+from lrp_widgets.models import CNN
 from lrp_widgets.widgets import L1Explorer, RuleExplorer
 from lrp_widgets.widgets.cache import BoundedCache
 from lrp_widgets.widgets.common import as_data
