@@ -197,7 +197,7 @@ class NotebookPage:
         self.notebook = notebook
         self.page_errors: list[str] = []
         self.console_errors: list[str] = []
-        self.images: dict[str, bytes] = {}  # canvas screenshots, saved with a failure
+        self.images: dict[str, bytes] = {}  # panel screenshots, saved with a failure
         page.on("pageerror", lambda error: self.page_errors.append(str(error)))
         page.on("console", lambda message: message.type == "error" and self.console_errors.append(message.text))
 
@@ -283,22 +283,6 @@ class NotebookPage:
         raise AssertionError(f"{self.notebook}: code cell {index} did not run again within {timeout:.0f} s")
 
     # -- the explorer --------------------------------------------------------------------------
-    def canvas_png(self) -> bytes:
-        return self.page.locator(".jupyter-matplotlib-canvas-div").first.screenshot()
-
-    def wait_for_canvas(self, timeout: float = 30) -> bytes:
-        """Wait until the ipympl canvas shows a drawing and has stopped changing; returns its PNG."""
-        self.page.locator(".jupyter-matplotlib-canvas-div canvas").first.wait_for(timeout=timeout * 1000)
-        deadline = time.monotonic() + timeout
-        previous = None
-        while time.monotonic() < deadline:
-            png = self.canvas_png()
-            if drawn_pixels(png) > 2000 and previous is not None and image_difference(previous, png) == 0:
-                return png
-            previous = png
-            time.sleep(0.5)
-        raise AssertionError(f"{self.notebook}: the figure's canvas shows no stable drawing after {timeout:.0f} s")
-
     def text(self, selector: str) -> str:
         return normalize(self.page.locator(selector).first.inner_text())
 
@@ -336,7 +320,7 @@ class NotebookPage:
 
     # -- failures ------------------------------------------------------------------------------
     def save_debug(self, folder: Path, name: str) -> list[Path]:
-        """Full-page screenshot, the canvas pictures taken so far, and the browser's errors."""
+        """Full-page screenshot, the panel pictures taken so far, and the browser's errors."""
         folder.mkdir(parents=True, exist_ok=True)
         saved = []
         try:
