@@ -111,3 +111,25 @@ def test_leak_only_profile_resets_on_the_esn_pieces():
     assert list(starts) == [8, 16, 23]  # pieces 8, 8, 7, 7, as the ESN cuts them
     # a profile decaying exactly as the leak-only theory measures as -log(1 - alpha)
     assert measure_decay_rate(profile, slices=4) == pytest.approx(-np.log(0.5))
+
+
+def test_a_moving_marker_is_drawn_on_a_cached_background():
+    from lrp_widgets.widgets.panels import PlotPanel
+
+    class State:
+        curve = np.array([0.2, 0.8, 0.5])
+        position = 0
+
+    drawn = []
+    panel = PlotPanel(["curve", "position"], lambda ax, curve: drawn.append(1) or ax.plot(curve, color="tab:green"), marker="position")
+    panel.ax.set_xlim(-0.5, 2.5)
+    panel.show(State)
+    first = panel.pixels.copy()
+    State.position = 2
+    panel.show(State)
+    assert len(drawn) == 1  # the curve was drawn once; only the marker moved
+    differs = np.flatnonzero((first != panel.pixels).any(axis=(0, 2)))
+    assert len(differs) == 2  # the old column cleared, the new one drawn
+    left, right = (panel.ax.transData.transform([(x, 0)])[0, 0] for x in (0, 2))
+    assert abs(differs[0] - left) <= 1 and abs(differs[1] - right) <= 1
+    assert (panel.pixels[:, differs[1]] == 0).all(axis=-1).sum() > 50  # a dashed black line

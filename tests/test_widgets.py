@@ -103,7 +103,7 @@ def test_l1_explorer_every_control(l1_explorer):
     before = dict(e.state)
     e.controls["l1"].value = 1e-2
     assert not np.allclose(before["mean_map"], e.state["mean_map"])
-    assert e.quality.inputs["position"] == 2 and e.quality.ax.marker.get_xdata()[0] == 2
+    assert e.quality.inputs["position"] == 2 == e.share_curve.inputs["position"]
     np.testing.assert_allclose(_image_data(e.mean_heatmap), e.state["mean_map"], rtol=1e-6)
 
     before = dict(e.state)
@@ -137,7 +137,7 @@ def test_leak_rate_explorer_every_control(leak_explorer):
     e.controls["leak_rate"].value = 0.6
     assert e.state["decay_rate"] > slow  # a larger leak rate forgets faster
     assert e.state["theory_profile"][0] < slow_theory[0]
-    assert e.sweep_marker.get_xdata()[0] == pytest.approx(0.6, rel=0.02)
+    assert e.sweep.inputs["leak_rate"] == pytest.approx(0.6, rel=0.02)
     np.testing.assert_allclose(e.decay_lines[0].get_ydata(), np.clip(e.state["time_profile"], 1e-6, None))
     np.testing.assert_allclose(np.nan_to_num(_image_data(e.heatmap)), np.nan_to_num(e.state["relevance_map"]), atol=1e-12)
     assert "test accuracy" in e.readout.value and "heuristic" in e.readout.value

@@ -109,8 +109,8 @@ class L1Explorer(Explorer):
         }
         self.mean_heatmap = HeatmapPanel(["mean_map"], title="mean relevance (test set)", outline=self.mask)
         self.sample_heatmap = HeatmapPanel(["sample_map"], title="one sample", outline=self.mask)
-        self.quality = PlotPanel(["accuracy_curve", "sparsity_curve", "position"], self._draw_quality, title="accuracy (green), sparsity (purple)")
-        self.share_curve = PlotPanel(["share_curve", "position"], self._draw_share, title="|relevance| share on the square")
+        self.quality = PlotPanel(["accuracy_curve", "sparsity_curve", "position"], self._draw_quality, title="accuracy (green), sparsity (purple)", marker="position")
+        self.share_curve = PlotPanel(["share_curve", "position"], self._draw_share, title="|relevance| share on the square", marker="position")
         for panel in (self.quality, self.share_curve):
             self._axes(panel.ax)
         self.quality_lines = [self.quality.ax.plot([], [], marker=m, ms=3, color=c)[0] for m, c in (("o", "tab:green"), ("s", "tab:purple"))]
@@ -131,7 +131,6 @@ class L1Explorer(Explorer):
         ax.set_yticks([0, 0.5, 1])
         ax.tick_params(labelsize=7)
         ax.set_xlabel("L1", fontsize=8)
-        ax.marker = ax.axvline(np.nan, color="k", lw=1, ls="--")
 
     def compute(self, values) -> L1State:
         sweep = self.sweeps[values["architecture"]]
@@ -153,11 +152,9 @@ class L1Explorer(Explorer):
             share_curve=np.array([sweep[v]["share"] for v in l1s]),
         )
 
-    def _draw_quality(self, ax, accuracy_curve, sparsity_curve, position):
+    def _draw_quality(self, ax, accuracy_curve, sparsity_curve):
         for line, curve in zip(self.quality_lines, (accuracy_curve, sparsity_curve)):
             line.set_data(np.arange(len(curve)), curve)
-        ax.marker.set_xdata([position, position])
 
-    def _draw_share(self, ax, share_curve, position):
+    def _draw_share(self, ax, share_curve):
         self.share_line.set_data(np.arange(len(share_curve)), share_curve)
-        ax.marker.set_xdata([position, position])

@@ -117,7 +117,7 @@ class LeakRateExplorer(Explorer):
         self.decay.ax.set_xlabel("column (time step)", fontsize=8)
         self.decay.ax.tick_params(labelsize=7)
         self.decay_lines = [self.decay.ax.plot([], [], **style)[0] for style in ({"color": "tab:red", "marker": ".", "ms": 3}, {"color": "k", "ls": "--", "lw": 1})]
-        self.sweep = PlotPanel(["sweep", "leak_rate"], self._draw_sweep, title="accuracy (green), decay/step (red)")
+        self.sweep = PlotPanel(["sweep", "leak_rate"], self._draw_sweep, title="accuracy (green), decay/step (red)", marker="leak_rate")
         ax = self.sweep.ax
         plain_log_axis(ax.xaxis)
         ax.axvline(self.suggested, color="tab:orange", ls=":", lw=1.2)
@@ -127,7 +127,6 @@ class LeakRateExplorer(Explorer):
         ax.tick_params(labelsize=7)
         self.sweep_lines = [ax.plot([], [], **style)[0] for style in (
             {"color": "tab:green", "marker": "o", "ms": 3}, {"color": "tab:red", "marker": "s", "ms": 3}, {"color": "k", "ls": "--", "lw": 1})]
-        self.sweep_marker = ax.axvline(np.nan, color="k", lw=1, ls="--")
         readout = TextPanel(["leak_rate", "accuracy", "decay_rate", "theory_decay_rate"], lambda leak_rate, accuracy, decay_rate, theory_decay_rate: {
             "leak_rate": f"{leak_rate:.3g}", "heuristic": f"{self.suggested:.3g}", "test_accuracy": f"{accuracy:.1%}",
             "decay_per_step": f"{decay_rate:.3g} (leak-only theory {theory_decay_rate:.3g})"})
@@ -193,9 +192,8 @@ class LeakRateExplorer(Explorer):
         for line, profile in zip(self.decay_lines, (time_profile, theory_profile)):
             line.set_data(columns, np.clip(profile, 1e-6, None))
 
-    def _draw_sweep(self, ax, sweep, leak_rate):
+    def _draw_sweep(self, ax, sweep):
         rates = sweep["leak_rates"]
         theory = -np.log1p(-np.minimum(rates, 0.999))
         for line, values in zip(self.sweep_lines, (sweep["accuracy"], sweep["decay_rate"], theory)):
             line.set_data(rates, values)
-        self.sweep_marker.set_xdata([leak_rate, leak_rate])

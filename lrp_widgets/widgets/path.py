@@ -126,9 +126,8 @@ class PathExplorer(Explorer):
         }
         self.graph = PathGraphPanel(self.layers, self.sizes)
         self.fidelity = PlotPanel(["ks", "mse_curve", "smape_curve", "k"], self._draw_fidelity,
-                                  title=f"MSE (purple), SMAPE (green) vs k, ÷ k={self.ks[0]}", figsize=(3.4, 2.6))
+                                  title=f"MSE (purple), SMAPE (green) vs k, ÷ k={self.ks[0]}", figsize=(3.4, 2.6), marker="k")
         self.fidelity_lines = [self.fidelity.ax.plot([], [], color=c, marker="o", ms=2.5, lw=1)[0] for c in ("tab:purple", "tab:green")]
-        self.fidelity_marker = self.fidelity.ax.axvline(np.nan, color="k", lw=1, ls="--")
         self.fidelity.ax.set_xticks([self.ks[0], self.ks[-1]])
         self.fidelity.ax.set_xlim(self.ks[0] - 0.5, self.ks[-1] + 0.5)
         self.fidelity.ax.tick_params(labelsize=7)
@@ -228,7 +227,7 @@ class PathExplorer(Explorer):
         )
 
     # -- the panels ------------------------------------------------------------------------------
-    def _draw_fidelity(self, ax, ks, mse_curve, smape_curve, k):
+    def _draw_fidelity(self, ax, ks, mse_curve, smape_curve):
         low, high = np.inf, -np.inf
         for line, curve in zip(self.fidelity_lines, (mse_curve, smape_curve)):
             relative = curve / curve[0] if curve[0] > 0 else curve
@@ -237,7 +236,6 @@ class PathExplorer(Explorer):
         span = max(high - low, 1e-3 * max(abs(high), 1e-30))
         ax.set_ylim(low - 0.08 * span, high + 0.08 * span)
         ax.set_yticks([low, high], [f"{low:.2f}", f"{high:.2f}" if high != low else ""])
-        self.fidelity_marker.set_xdata([k, k])
 
     def _readout(self, target, sample, layer, selected_channels, paths, k, path_relevance, output_relevance, mse, smape, deconvolution_note):
         share = path_relevance.sum() / output_relevance if output_relevance else float("nan")
