@@ -1,15 +1,17 @@
 """`lrp-widgets gallery`: every explorer's default view and one changed state as PNG files,
 rendered headless; failures are named, one broken explorer does not stop the others."""
 import io
+from dataclasses import dataclass
 
 import ipywidgets as widgets
 import numpy as np
 import pytest
-from matplotlib.figure import Figure
 from PIL import Image
 
 from lrp_widgets import cli
 from lrp_widgets.widgets import Explorer
+from lrp_widgets.widgets.base import State
+from lrp_widgets.widgets.panels import ImagePanel, TextPanel
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -51,21 +53,24 @@ def test_gallery_renders_default_and_changed_view(name, tmp_path):
         assert path.stat().st_size < 150_000, f"{path.name} is {path.stat().st_size} bytes; keep README pictures small"
 
 
+@dataclass(frozen=True)
+class TinyState(State):
+    shift: int
+    image: np.ndarray
+
+
 class TinyExplorer(Explorer):
     """A cheap explorer for the gallery's own logic: one slider shifting a gradient image."""
 
     def __init__(self):
-        figure = Figure(figsize=(6, 2.5), dpi=72)
-        self.image = figure.subplots().imshow(np.zeros((16, 16)), cmap="viridis", vmin=0, vmax=2)
-        super().__init__({"shift": widgets.IntSlider(value=0, min=0, max=8)}, figure)
+        super().__init__("tiny")
+        panel = ImagePanel(["image"], title="gradient", cmap="viridis", limits=(0, 2), size=256)
+        readout = TextPanel(["shift"], lambda shift: {"shift": shift})
+        self.connect({"shift": widgets.IntSlider(value=0, min=0, max=8)}, [[panel, ImagePanel(["image"], title="again", size=256)]], readout)
 
     def compute(self, values):
         ramp = np.add.outer(np.arange(16), np.arange(16)) / 30
-        return {"image": np.roll(ramp, values["shift"], axis=1)}
-
-    def draw(self, state):
-        self.image.set_data(state["image"])
-        self.set_readout(shift=self.controls["shift"].value)
+        return TinyState(values["shift"], np.roll(ramp, values["shift"], axis=1))
 
 
 @pytest.fixture

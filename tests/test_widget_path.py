@@ -33,8 +33,10 @@ def explorer():
     return PathExplorer(model, zoo.dataset("shapes_minivgg").test, n_samples=4, ks=KS, progress=False)
 
 
-def image_data(artist):
-    return np.ma.getdata(artist.get_array()).copy()
+def image_data(panel):
+    """What a panel shows: the value of its first field (its picture is rendered from it)."""
+    assert bytes(panel.image.value).startswith(b"\x89PNG")
+    return np.asarray(panel.inputs[panel.fields[0]]).copy()
 
 
 def test_k_control_grows_the_paths_and_moves_the_markers(explorer):
@@ -57,14 +59,14 @@ def test_k_control_grows_the_paths_and_moves_the_markers(explorer):
     assert [p.neurons for p in finder.paths(10)] == large["paths"]
 
     # the edge pool and the path nodes follow the state; the widest edge carries the most relevance
-    assert len(e.edge_lines.get_segments()) == len(large["edges"])
-    widths = np.asarray(e.edge_lines.get_linewidths())
+    assert len(e.graph.edge_lines.get_segments()) == len(large["edges"])
+    widths = np.asarray(e.graph.edge_lines.get_linewidths())
     assert np.argmax(widths) == np.argmax(large["edge_relevance"])
     nodes = {node for path in large["paths"] for node in path}
-    assert len(e.path_nodes.get_offsets()) == len(nodes)
+    assert len(e.graph.path_nodes.get_offsets()) == len(nodes)
 
     # heatmap artist = state = PathFinder's own (one masked pass per k) = batched row
-    np.testing.assert_allclose(image_data(e.path_heatmap.image), large["path_heatmap"], rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(image_data(e.path_heatmap), large["path_heatmap"], rtol=1e-5, atol=1e-9)
     own = finder.heatmap(10)[0].sum(0).numpy()
     np.testing.assert_allclose(large["path_heatmap"], own, rtol=1e-4, atol=1e-6 * np.abs(own).max())
     assert not np.allclose(small["path_heatmap"], large["path_heatmap"])
@@ -74,13 +76,12 @@ def test_k_control_grows_the_paths_and_moves_the_markers(explorer):
     np.testing.assert_allclose(large["mse_curve"][[0, 9]], fidelity.mse, rtol=1e-3)
     np.testing.assert_allclose(large["smape_curve"][[0, 9]], fidelity.smape, rtol=1e-3)
     assert large["mse"] == large["mse_curve"][9] and small["mse"] == small["mse_curve"][0]
-    curves = e.fidelity_curves
-    assert curves.marker.get_xdata()[0] == 10
-    for name in ("mse", "smape"):  # drawn relative to k=1
+    assert e.fidelity.inputs["k"] == 10
+    for line, name in zip(e.fidelity_lines, ("mse", "smape")):  # drawn relative to k=1
         curve = large[f"{name}_curve"]
-        np.testing.assert_allclose(curves.lines[name].get_ydata(), curve / curve[0])
+        np.testing.assert_allclose(line.get_ydata(), curve / curve[0])
     e.controls["k"].value = 3
-    assert curves.marker.get_xdata()[0] == 3 and len(e.state["paths"]) == 3
+    assert e.fidelity.inputs["k"] == 3 and len(e.state["paths"]) == 3
 
     # a k change builds no PathFinder: the sample's finder is the one made at construction
     assert e._sample(0)["finder"] is finder
@@ -93,10 +94,10 @@ def test_layer_control_changes_activation_and_deconvolution(explorer):
     e.controls["k"].value = 6
     e.controls["layer"].value = "features.4"
     before = dict(e.state)
-    box = e.layer_box.get_x()
+    box = e.graph.layer_box.get_x()
     e.controls["layer"].value = "features.10"
     state = e.state
-    assert state["layer"] == "features.10" and e.layer_box.get_x() != box
+    assert state["layer"] == "features.10" and e.graph.layer_box.get_x() != box
     assert state["selected_channels"] == tuple(state["neurons"]["features.10"])
     assert not np.allclose(before["activation_map"], state["activation_map"])
     assert not np.allclose(before["deconvolution"], state["deconvolution"])
@@ -105,7 +106,7 @@ def test_layer_control_changes_activation_and_deconvolution(explorer):
     x = e.x[0:1]
     expected = activation_heatmap(e.model, x, "features.10", list(state["selected_channels"]))[0].numpy()
     np.testing.assert_allclose(state["activation_map"], expected, rtol=1e-5)
-    np.testing.assert_allclose(image_data(e.activation_panel.image), state["activation_map"], rtol=1e-5)
+    np.testing.assert_allclose(image_data(e.activation_panel), state["activation_map"], rtol=1e-5)
     expected = sum(deconvolve(e.model, x, "features.10", c)[0].numpy() for c in state["selected_channels"])
     np.testing.assert_allclose(state["deconvolution"], expected, rtol=1e-4, atol=1e-7)
     assert state["deconvolution_note"] == ""
@@ -116,16 +117,16 @@ def test_sample_control_changes_everything(explorer):
     e = explorer
     e.controls["sample"].value = 0
     before = dict(e.state)
-    shown = image_data(e.input_panel.image)
+    shown = image_data(e.input_panel)
     e.controls["sample"].value = 2
     state = e.state
     assert state["sample"] == 2 and state["paths"] != before["paths"]
     for key in ("path_heatmap", "full_heatmap", "activation_map", "deconvolution", "mse_curve", "smape_curve"):
         assert not np.allclose(before[key], state[key]), key
-    assert not np.allclose(shown, image_data(e.input_panel.image))
-    np.testing.assert_allclose(e.fidelity_curves.lines["mse"].get_ydata(), state["mse_curve"] / state["mse_curve"][0])
+    assert not np.allclose(shown, image_data(e.input_panel))
+    np.testing.assert_allclose(e.fidelity_lines[0].get_ydata(), state["mse_curve"] / state["mse_curve"][0])
     assert "prediction" in e.readout.value and "SMAPE" in e.readout.value
-    assert len(e._samples) <= e.sample_cache_size
+    assert len(e.samples) <= e.samples.size
     e.figure.canvas.draw()
 
 
@@ -162,7 +163,7 @@ def test_user_model_with_no_positive_path_still_works():
     data = shapes(20, size=12, seed=0).test
     e = PathExplorer(small_cnn(bias=-100.0), data, n_samples=3, ks=range(1, 4), progress=False)
     assert e.last_error is None and e.layers == ["features.1"]
-    assert e.state["paths"] == [] and e.state["edges"] == [] and len(e.edge_lines.get_segments()) == 0
+    assert e.state["paths"] == [] and e.state["edges"] == [] and len(e.graph.edge_lines.get_segments()) == 0
     assert np.all(e.state["path_heatmap"] == 0)
     e.controls["k"].value = 3
     e.controls["sample"].value = 2
@@ -173,8 +174,8 @@ def test_user_model_with_no_positive_path_still_works():
 def test_k_between_the_slider_values_and_a_bounded_sample_cache():
     data = shapes(20, size=12, seed=0).test
     e = PathExplorer(small_cnn(), data, n_samples=4, ks=(1, 4), precompute=False)
-    assert e.last_error is None and len(e._samples) == 1  # only the shown sample so far
-    e.sample_cache_size = 2
+    assert e.last_error is None and len(e.samples) == 1  # only the shown sample so far
+    e.samples.size = 2
     e.controls["k"].value = 2  # not one of ks: computed by the sample's PathFinder
     finder = e._sample(0)["finder"]
     fidelity = finder.fidelity([2])
@@ -184,7 +185,7 @@ def test_k_between_the_slider_values_and_a_bounded_sample_cache():
     for sample in (1, 2, 3):
         e.controls["sample"].value = sample
         assert e.last_error is None
-    assert len(e._samples) == 2 and list(e._samples) == [2, 3]
+    assert len(e.samples) == 2 and e.samples.keys() == [2, 3]
 
 
 def test_invalid_user_data_and_models_are_refused_clearly():
@@ -216,7 +217,7 @@ def test_invalid_user_data_and_models_are_refused_clearly():
 
 def test_default_explorer_on_the_zoo_model():
     e = PathExplorer(progress=False)
-    assert e.last_error is None and len(e._samples) == 16  # every sample precomputed
+    assert e.last_error is None and len(e.samples) == 16  # every sample precomputed
     assert (e.controls["k"].min, e.controls["k"].max, e.controls["k"].value) == (1, 20, 5)
     e.controls["k"].value = 20
     assert len(e.state["paths"]) == 20 and len(e.state["mse_curve"]) == 20

@@ -9,10 +9,13 @@ from torch import nn
 from lrp_widgets.data import shapes, two_squares
 from lrp_widgets.models import CNN, MLP, MiniVGG
 from lrp_widgets.widgets import L1Explorer, RuleExplorer
+from lrp_widgets.widgets.panels import MISSING_RGB
 
 
-def _image_data(explorer_heatmap):
-    return np.ma.getdata(explorer_heatmap.image.get_array()).copy()
+def _image_data(panel):
+    """What a panel shows: the value of its first field (its picture is rendered from it)."""
+    assert bytes(panel.image.value).startswith(b"\x89PNG")
+    return np.asarray(panel.inputs[panel.fields[0]]).copy()
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +37,7 @@ def test_rule_explorer_every_control(rule_explorer):
     before = e.state["stage_sums"].copy()
     e.controls["epsilon"].value = 1.0  # a large epsilon absorbs relevance: the bars shrink
     assert abs(e.state["stage_sums"][-1]) < abs(before[-1])
-    assert [bar.get_width() for bar in e.bars] == pytest.approx(list(e.state["stage_sums"]))
+    assert [bar.get_width() for bar in e.bar_artists] == pytest.approx(list(e.state["stage_sums"]))
 
     e.controls["composite"].value = "epsilon_gamma_box"
     before = e.state["heatmap"].copy()
@@ -100,7 +103,7 @@ def test_l1_explorer_every_control(l1_explorer):
     before = dict(e.state)
     e.controls["l1"].value = 1e-2
     assert not np.allclose(before["mean_map"], e.state["mean_map"])
-    assert e.quality.marker.get_xdata()[0] == 2
+    assert e.quality.inputs["position"] == 2 == e.share_curve.inputs["position"]
     np.testing.assert_allclose(_image_data(e.mean_heatmap), e.state["mean_map"], rtol=1e-6)
 
     before = dict(e.state)
@@ -108,7 +111,7 @@ def test_l1_explorer_every_control(l1_explorer):
     assert not np.allclose(before["accuracy_curve"], e.state["accuracy_curve"]) or not np.allclose(
         before["share_curve"], e.state["share_curve"]
     )
-    np.testing.assert_allclose(e.share_curve.lines["share"].get_ydata(), e.state["share_curve"])
+    np.testing.assert_allclose(e.share_line.get_ydata(), e.state["share_curve"])
 
     before = e.state["sample_map"].copy()
     e.controls["sample"].value = 4
@@ -134,9 +137,9 @@ def test_leak_rate_explorer_every_control(leak_explorer):
     e.controls["leak_rate"].value = 0.6
     assert e.state["decay_rate"] > slow  # a larger leak rate forgets faster
     assert e.state["theory_profile"][0] < slow_theory[0]
-    assert e.sweep.marker.get_xdata()[0] == pytest.approx(0.6, rel=0.02)
-    np.testing.assert_allclose(e.decay.lines["measured"].get_ydata(), np.clip(e.state["time_profile"], 1e-6, None))
-    np.testing.assert_allclose(_image_data(e.heatmap), np.nan_to_num(e.state["relevance_map"]), atol=1e-12)
+    assert e.sweep.inputs["leak_rate"] == pytest.approx(0.6, rel=0.02)
+    np.testing.assert_allclose(e.decay_lines[0].get_ydata(), np.clip(e.state["time_profile"], 1e-6, None))
+    np.testing.assert_allclose(np.nan_to_num(_image_data(e.heatmap)), np.nan_to_num(e.state["relevance_map"]), atol=1e-12)
     assert "test accuracy" in e.readout.value and "heuristic" in e.readout.value
 
     before = e.state["relevance_map"].copy()
@@ -160,4 +163,6 @@ def test_leak_rate_explorer_masks_land_on_enso():
     assert land.any() and e.last_error is None
     assert np.isnan(e.state["relevance_map"][land]).all()
     assert np.isfinite(e.state["relevance_map"][~land]).all()
-    assert np.ma.getmaskarray(e.heatmap.image.get_array())[land].all()
+    rgb = e.heatmap.pixels  # land is drawn grey, block by block
+    blocks = rgb[:: rgb.shape[0] // land.shape[0], :: rgb.shape[1] // land.shape[1]][: land.shape[0], : land.shape[1]]
+    assert (blocks[land] == MISSING_RGB).all() and not (blocks[~land] == MISSING_RGB).all(axis=-1).any()

@@ -1,5 +1,6 @@
-"""Interactive explorers (ipywidgets + ipympl). Each is built with no arguments on shipped
-weights and bundled data, and also takes the user's own model and data.
+"""Interactive explorers: controls + a typed state + panels (small pictures in ipywidgets).
+Each is built with no arguments on shipped weights and bundled data, and also takes the user's
+own model and data.
 
 Explorers are imported lazily so that importing this package stays light.
 """

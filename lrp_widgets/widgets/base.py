@@ -1,37 +1,46 @@
-"""The one controller every explorer shares (the mpl-interactions pattern).
+"""The one controller every explorer shares (the mpl-interactions ``Controls`` pattern).
 
-An explorer declares its controls, builds its figure once, and implements two methods:
+An explorer is controls + a typed state + panels:
 
-* ``compute(values) -> state``: the arrays to show for the control values (cached here, so a
-  slider moved back to a value it had returns at once);
-* ``draw(state)``: update the kept artists in place (``set_data``, ``set_clim``, ...).
+* ``compute(values) -> State``: a dataclass of the arrays to show for the control values. States
+  are kept in a :class:`~lrp_widgets.widgets.cache.BoundedCache`, so a slider moved back to a
+  value it had costs a look-up; slow parts are cached by the explorer on the controls they
+  depend on (``self.cache(...)``).
+* panels (:mod:`~lrp_widgets.widgets.panels`) each declare the state fields they show; after a
+  change only the panels whose fields changed render (or take their picture from their cache)
+  and send it to the browser, at once.
 
-On every change the base class calls both, then ``figure.canvas.draw_idle()``. An exception
-in either is shown inside the explorer (``.error``) with its traceback kept in ``.error_log``, and
-the explorer keeps working: the next change tries again.
+Building one: ``super().__init__(title)`` anywhere in the subclass's ``__init__`` (it computes
+nothing), then ``self.connect(controls, rows_of_panels, readout)`` last, which shows the first
+state. No base-class call has to wait for the subclass's attributes.
+
+Changes from the browser are coalesced: while an update runs, further slider values only mark
+the explorer dirty, and one update then runs on the latest value (a drag shows fresh states and
+always ends on its last value). Changes made from Python (``controls[name].value = v``) update
+at once, so ``.state`` is current on the next line. An error in a callback is shown inside the
+explorer (``.error``, traceback in ``.error_log``) and the explorer keeps working.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 import time
 import traceback
-from collections import OrderedDict
 
 import ipywidgets as widgets
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..plotting import freeze_layout
+from .cache import BoundedCache
 
 
 @contextlib.contextmanager
 def torch_threads(count: int | None):
     """Run torch on at most ``count`` intra-op threads, then restore the caller's setting.
 
-    The explorers' work is many small tensor operations; for those, waking a second thread costs
-    more than it gains (on a loaded 2-core machine one thread was 4-10x faster). ``None`` leaves
-    the setting alone, e.g. for a large user model.
+    The explorers' work is many small tensor operations; waking a second thread costs more than
+    it gains (on a loaded 2-core machine one thread was 4-10x faster). ``None`` leaves it alone.
     """
     import torch
 
@@ -46,128 +55,130 @@ def torch_threads(count: int | None):
         torch.set_num_threads(previous)
 
 
-def in_kernel() -> bool:
-    """True inside a Jupyter kernel (where an ipympl canvas can be shown)."""
+class State:
+    """Base of the explorers' state dataclasses; fields also read as ``state["name"]``."""
+
+    def __getitem__(self, name: str):
+        if name not in self.keys():
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __contains__(self, name) -> bool:
+        return name in self.keys()
+
+    def keys(self):
+        return [field.name for field in dataclasses.fields(self)]
+
+
+def _event_loop():
+    """The running asyncio loop of a kernel, or None (headless: update synchronously)."""
+    import asyncio
+
     try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - IPython comes with ipywidgets
-        return False
-    shell = get_ipython()
-    return shell is not None and hasattr(shell, "kernel")
-
-
-def attach_canvas(figure: Figure):
-    """Give ``figure`` a canvas: ipympl's widget in a kernel, Agg otherwise (headless, tests).
-
-    Returns the widget to place in the explorer, or None when headless.
-    """
-    if in_kernel():
-        try:
-            from ipympl.backend_nbagg import Canvas, FigureManager
-
-            canvas = Canvas(figure)
-            FigureManager(canvas, 0)
-            canvas.header_visible = False
-            canvas.footer_visible = False
-            canvas.toolbar_visible = False
-            canvas.resizable = False
-            return canvas
-        except Exception:  # noqa: BLE001 - fall back to a static image below
-            pass
-        FigureCanvasAgg(figure)
-        return _StaticFigure(figure)
-    FigureCanvasAgg(figure)
-    return None
-
-
-class _StaticFigure(widgets.Image):
-    """Fallback display without ipympl: the figure as a PNG, refreshed after each draw."""
-
-    def __init__(self, figure: Figure):
-        super().__init__(format="png")
-        self._figure = figure
-        figure.canvas.mpl_connect("draw_event", lambda event: self.refresh())
-
-    def refresh(self):
-        import io
-
-        buffer = io.BytesIO()
-        self._figure.savefig(buffer, format="png")
-        self.value = buffer.getvalue()
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class Explorer(widgets.VBox):
-    """Base class of the explorers: controls -> cached compute -> in-place draw.
+    """Base class of the explorers: controls -> cached typed state -> panels that changed.
 
     Attributes
     ----------
     controls : dict
         Control name -> ipywidget. Setting ``controls[name].value`` updates the explorer.
+    state : State
+        The latest computed state, a dataclass (also readable as ``state["field"]``).
+    panels : list
+        The panels; each has ``.fields``, ``.inputs`` (the values it shows) and ``.widget``.
     figure : matplotlib.figure.Figure
-        Built once; its artists are updated in place.
-    state : dict
-        The latest computed arrays (what tests assert on).
-    error : ipywidgets.HTML
-        The last callback error, shown in the explorer (empty when the last update worked).
+        A snapshot: a new figure showing every panel's current picture, built on access (for
+        saving, e.g. the gallery). The live view is ``.view``, a box of light image widgets.
     readout : ipywidgets.HTML
         A short text with the current numbers (accuracy, AOPC, prediction, ...).
+    error : ipywidgets.HTML
+        The last callback error, shown in the explorer (empty when the last update worked).
     """
 
-    cache_size = 64
-    #: torch threads while computing. The explorers' models are small: one thread avoids the
-    #: synchronisation cost that dominates small kernels, and on a busy or shared machine
-    #: (Binder, a laptop running a browser) oversubscribed threads slowed them 10x here.
+    #: torch threads while computing (small models: one thread avoids synchronisation costs)
     threads = 1
+    state_cache_size = 64
 
-    def __init__(self, controls: dict, figure: Figure, title: str = ""):
+    def __init__(self, title: str = ""):
         super().__init__()
-        self.controls = dict(controls)
-        self.figure = figure
-        self.state: dict = {}
+        self.title = title
+        self.controls: dict = {}
+        self.panels: list = []
+        self.rows: list = []
+        self.state = None
         self.last_error: str | None = None
         self.timings: dict = {}
-        self._cache: OrderedDict = OrderedDict()
-        self._held = False
+        self.updates = 0  # updates run (a coalesced drag runs fewer than it had values)
+        self.states = BoundedCache(self.state_cache_size)
         self.readout = widgets.HTML()
         self.error = widgets.HTML()
         self.error_log = widgets.Output(layout=widgets.Layout(max_height="12em", overflow="auto"))
-        self.canvas = attach_canvas(figure)
-        header = [widgets.HTML(f"<b>{html.escape(title)}</b>")] if title else []
-        rows = [widgets.HBox(list(self.controls.values())[i : i + 3]) for i in range(0, len(self.controls), 3)]
-        self.children = header + rows + ([self.canvas] if self.canvas is not None else []) + [self.readout, self.error]
+        self.view = widgets.VBox()
+        self._held = self._dirty = self._scheduled = False
+
+    def cache(self, size: int = 64) -> BoundedCache:
+        """A bounded cache for one of the explorer's slow parts (keyed on what it depends on)."""
+        return BoundedCache(size)
+
+    # -- what an explorer implements -----------------------------------------------------------
+    def compute(self, values: dict) -> State:
+        raise NotImplementedError
+
+    # -- wiring --------------------------------------------------------------------------------
+    def connect(self, controls: dict, rows, readout=None) -> None:
+        """Lay out ``controls`` and the panels (``rows``: a list of rows of panels), observe the
+        controls and show the first state. ``readout`` is a TextPanel shown under the panels."""
+        self.controls = dict(controls)
+        self.rows = [list(row) for row in rows]
+        self.panels = [panel for row in self.rows for panel in row] + ([readout] if readout is not None else [])
+        if readout is not None:
+            self.readout = readout.widget
+        self.view.children = [widgets.HBox([panel.widget for panel in row]) for row in self.rows]
+        names = list(self.controls.values())
+        header = [widgets.HTML(f"<b>{html.escape(self.title)}</b>")] if self.title else []
+        control_rows = [widgets.HBox(names[i : i + 3]) for i in range(0, len(names), 3)]
+        self.children = header + control_rows + [self.view, self.readout, self.error]
         for control in self.controls.values():
             control.observe(self._on_change, names="value")
         self.update()
-        freeze_layout(self.figure)
 
-    # -- what an explorer implements -----------------------------------------------------------
-    def compute(self, values: dict) -> dict:
-        raise NotImplementedError
-
-    def draw(self, state: dict) -> None:
-        raise NotImplementedError
-
-    # -- the controller ------------------------------------------------------------------------
     def values(self) -> dict:
         """The current control values."""
         return {name: control.value for name, control in self.controls.items()}
 
-    def _key(self, values: dict):
-        return tuple(sorted((k, v if not isinstance(v, list) else tuple(v)) for k, v in values.items()))
+    @staticmethod
+    def _key(values: dict) -> tuple:
+        return tuple((name, tuple(v) if isinstance(v, list) else v) for name, v in values.items())
 
-    def cached_compute(self, values: dict) -> dict:
-        key = self._key(values)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        state = self.compute(values)
-        self._cache[key] = state
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return state
+    @property
+    def up_to_date(self) -> bool:
+        """True when the state shown is the one of the controls' current values (after a drag:
+        the last value, not a stale one)."""
+        return self.last_error is None and getattr(self, "_shown_key", None) == self._key(self.values())
 
     def _on_change(self, change):
-        if not self._held:
+        if self._held:
+            return
+        loop = _event_loop()
+        from_browser = bool(getattr(change["owner"], "_property_lock", None))
+        if loop is None or not from_browser:
+            self.update()
+            return
+        # from the browser: let the kernel take in the values already sent, then show the last
+        self._dirty = True
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+
+    def _flush(self):
+        self._scheduled = False
+        if self._dirty:
+            self._dirty = False
             self.update()
 
     @contextlib.contextmanager
@@ -181,14 +192,19 @@ class Explorer(widgets.VBox):
             self.update()
 
     def update(self) -> bool:
-        """Recompute (or fetch from the cache) and redraw. Returns False if it failed."""
+        """Compute (or look up) the state and show it in the panels that changed.
+
+        Returns False if it failed; the error is then shown in the explorer.
+        """
         start = time.perf_counter()
         try:
+            values = self.values()
+            key = self._key(values)
             with torch_threads(self.threads):
-                state = self.cached_compute(self.values())
+                state = self.states.get(key, lambda: self.compute(values))
             computed = time.perf_counter()
-            self.draw(state)
-            self.state = state
+            sent = [panel for panel in self.panels if panel.show(state)]
+            self.state, self._shown_key = state, key
         except Exception as error:  # noqa: BLE001 - shown to the user, the explorer keeps working
             self.last_error = f"{type(error).__name__}: {error}"
             self.error.value = f"<pre style='color:#b00020;white-space:pre-wrap'>{html.escape(self.last_error)}</pre>"
@@ -199,15 +215,35 @@ class Explorer(widgets.VBox):
                 self.children = tuple(self.children) + (self.error_log,)
             return False
         self.last_error = None
-        self.error.value = ""
-        if self.canvas is not None:
-            # in a notebook: ipympl renders when the front end is ready. Headless (tests, scripts)
-            # nothing is shown, so nothing is rendered until asked: figure.canvas.draw()/savefig.
-            self.figure.canvas.draw_idle()
-        self.timings = {"compute": computed - start, "draw": time.perf_counter() - computed}
+        if self.error.value:
+            self.error.value = ""
+        self.updates += 1
+        self.timings = {"compute": computed - start, "panels": time.perf_counter() - computed, "sent": len(sent)}
         return True
 
-    def set_readout(self, **items):
-        """Show ``name: value`` pairs under the figure (and keep them in ``state['readout']``)."""
-        parts = [f"<b>{html.escape(k.replace('_', ' '))}</b>: {html.escape(str(v))}" for k, v in items.items()]
-        self.readout.value = " &nbsp;|&nbsp; ".join(parts)
+    # -- export --------------------------------------------------------------------------------
+    @property
+    def figure(self) -> Figure:
+        """A new matplotlib figure with every panel's current picture, laid out as on screen."""
+        rows = [[p for p in row if getattr(p, "pixels", None) is not None] for row in self.rows]
+        rows = [row for row in rows if row]
+        gap, title = 12, 18
+        widths = [sum(p.pixels.shape[1] for p in row) + gap * (len(row) + 1) for row in rows]
+        heights = [max(p.pixels.shape[0] for p in row) + title + gap for row in rows]
+        width, height, dpi = max(widths), sum(heights), 100
+        figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+        FigureCanvasAgg(figure)
+        top = height
+        for row, row_height in zip(rows, heights):
+            left = gap
+            for panel in row:
+                h, w = panel.pixels.shape[:2]
+                ax = figure.add_axes([left / width, (top - title - h) / height, w / width, h / height])
+                ax.imshow(panel.pixels, interpolation="nearest")
+                ax.set_axis_off()
+                if panel.title:
+                    ax.set_title(panel.title, fontsize=8)
+                left += w + gap
+            top -= row_height
+        return figure
+

@@ -1,15 +1,18 @@
 """L1Explorer: slide the L1 strength a model was trained with and see where its relevance goes."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import ipywidgets as widgets
 import numpy as np
 from tqdm.auto import tqdm
 
 from .. import explain
-from ..plotting import Heatmap, MarkedCurves, lean_figure
+from ..engine.modes import eval_mode
 from ..train import accuracy, sparsity
-from .base import Explorer
-from .common import check_model_and_data, sample_slider
+from .base import Explorer, State
+from .common import DATA_FORMS, as_data, check_model_and_data, sample_slider
+from .panels import HeatmapPanel, PlotPanel, TextPanel
 
 
 def informative_share(relevance: np.ndarray, mask: np.ndarray) -> float:
@@ -17,6 +20,23 @@ def informative_share(relevance: np.ndarray, mask: np.ndarray) -> float:
     magnitude = np.abs(relevance)
     total = magnitude.sum()
     return float(magnitude[..., mask].sum() / total) if total > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class L1State(State):
+    architecture: str
+    l1: float
+    sample: int
+    position: int  # index of l1 in l1_values (the curves' marker)
+    mean_map: np.ndarray
+    sample_map: np.ndarray
+    accuracy: float
+    sparsity: float
+    share: float
+    l1_values: np.ndarray
+    accuracy_curve: np.ndarray
+    sparsity_curve: np.ndarray
+    share_curve: np.ndarray
 
 
 class L1Explorer(Explorer):
@@ -27,24 +47,26 @@ class L1Explorer(Explorer):
     and the share of |relevance| on the informative square, with the current L1 marked.
 
     Everything is computed once at construction (one explanation of the test set per model,
-    with a progress bar); moving a control only redraws.
+    with a progress bar); moving a control only looks up and shows.
 
     Parameters
     ----------
     models : dict, optional
         ``{architecture: {l1: model}}``. Defaults to the zoo's two_squares sweeps (MLP and CNN).
-    data : Dataset-like, optional
-        Test data with ``.x``, ``.y`` and optionally ``.informative_mask`` (H, W). Defaults to the
-        zoo models' two_squares test set.
+    data : optional
+        Test images (N, C, H, W) with labels: {forms}; an ``informative_mask`` (H, W) attribute
+        or key is outlined and measured. Defaults to the zoo models' two_squares test set.
     n_samples : int
         How many test samples to explain per model.
     composite : str or Composite
-        LRP composite; the epsilon rule by default. (A flat first layer, as in
-        ``epsilon_plus_flat``, would spread relevance evenly over all pixels of a dense first
-        layer and hide exactly what this explorer is about.)
+        LRP composite; the epsilon rule by default (a flat first layer would spread relevance
+        evenly over all pixels of a dense first layer and hide what this explorer is about).
     """
 
+    __doc__ = __doc__.replace("{forms}", DATA_FORMS)
+
     def __init__(self, models: dict | None = None, data=None, n_samples: int = 200, composite="epsilon", progress: bool = True):
+        super().__init__("L1 regularisation and relevance")
         if models is None:
             from .. import zoo
 
@@ -55,88 +77,84 @@ class L1Explorer(Explorer):
                 name = name or sweep[0][1]
             data = zoo.dataset(name).test if data is None else data
         if data is None:
-            raise ValueError("L1Explorer: pass test data (with .x and .y) along with your own models")
+            raise ValueError(f"L1Explorer: pass test data ({DATA_FORMS}, with labels) along with your own models")
         if not models or not all(models.values()):
             raise ValueError("L1Explorer: models must be {architecture: {l1: model}} with at least one model each")
-        x, y = data.x[:n_samples], data.y[:n_samples]
-        mask = getattr(data, "informative_mask", None)
+        data = as_data(data, "L1Explorer")[:n_samples]
+        if data.y is None:
+            raise ValueError("L1Explorer: data needs labels y (accuracy is plotted against L1)")
+        mask = data.extra("informative_mask")
         self.mask = None if mask is None else np.asarray(mask, dtype=bool)
-        self.x, self.y = x, y
-        self.sweeps = {}
+        self.x, self.y = data.x, data.y
+        self.sweeps: dict = {}
         jobs = [(arch, l1, model) for arch, by_l1 in models.items() for l1, model in sorted(by_l1.items())]
         for arch, l1, model in tqdm(jobs, desc="explaining the L1 sweep", disable=not progress):
-            check_model_and_data(model, x, y, "L1Explorer")
-            result = explain(model, x, composite=composite)
-            relevance = result.relevance.sum(1).numpy()  # (N, H, W), channels summed
-            entry = {
+            check_model_and_data(model, self.x, self.y, "L1Explorer")
+            relevance = explain(model, self.x, composite=composite).relevance.sum(1).numpy()  # (N, H, W)
+            with eval_mode(model):
+                quality = accuracy(model, self.x, self.y)
+            self.sweeps.setdefault(arch, {})[float(l1)] = {
                 "mean_map": relevance.mean(0),
                 "maps": relevance,
-                "accuracy": accuracy(model, x, y),
+                "accuracy": quality,
                 "sparsity": sparsity(model),
                 "share": informative_share(relevance, self.mask) if self.mask is not None else float("nan"),
             }
-            self.sweeps.setdefault(arch, {})[float(l1)] = entry
         architectures = list(self.sweeps)
-        l1_values = sorted(self.sweeps[architectures[0]])
+        self.l1_values = sorted(self.sweeps[architectures[0]])
         controls = {
-            "l1": widgets.SelectionSlider(options=[(f"{v:g}", v) for v in l1_values], value=l1_values[0], description="L1", continuous_update=True),
+            "l1": widgets.SelectionSlider(options=[(f"{v:g}", v) for v in self.l1_values], value=self.l1_values[0], description="L1", continuous_update=True),
             "architecture": widgets.ToggleButtons(options=architectures, value=architectures[0], description="model"),
-            "sample": sample_slider(len(x)),
+            "sample": sample_slider(len(self.x)),
         }
-        shape = tuple(x.shape[-2:])
-        figure, axes = lean_figure((11, 2.9), 1, 4, width_ratios=[1, 1, 1.1, 1.1], left=0.02, right=0.97, wspace=0.6, bottom=0.2)
-        self.mean_heatmap = Heatmap(axes[0, 0], shape, title="mean relevance (test set)")
-        self.sample_heatmap = Heatmap(axes[0, 1], shape, title="one sample")
-        if self.mask is not None:
-            for ax in (axes[0, 0], axes[0, 1]):
-                ax.contour(self.mask, levels=[0.5], colors="k", linewidths=0.6)
-        self.quality = MarkedCurves(axes[0, 2], xlabel="L1", ylabel="fraction")
-        axes[0, 2].set_title("accuracy (green), sparsity (purple)", fontsize=8)
-        self.share_curve = MarkedCurves(axes[0, 3], xlabel="L1", ylabel="|relevance| share")
-        axes[0, 3].set_title("on the informative square", fontsize=9)
-        for curves in (self.quality, self.share_curve):
-            curves.ax.set_xlim(-0.3, len(l1_values) - 0.7)
-            # few, unrotated tick labels: text is most of a redraw
-            labels = [f"{v:.0e}" if v else "0" for v in l1_values]
-            keep = {0, len(l1_values) // 2, len(l1_values) - 1}
-            curves.ax.set_xticks(range(len(l1_values)), [t if i in keep else "" for i, t in enumerate(labels)], fontsize=7)
-            curves.ax.set_yticks([0, 0.5, 1])
-        self.quality.ax.set_ylim(0, 1.05)
-        self.share_curve.ax.set_ylim(0, 1.05)
-        if self.mask is not None:
-            area = self.mask.mean()
-            self.share_curve.ax.axhline(area, color="0.5", lw=0.8, ls=":")
-        self.l1_values = l1_values
-        super().__init__(controls, figure, title="L1 regularisation and relevance")
+        self.mean_heatmap = HeatmapPanel(["mean_map"], title="mean relevance (test set)", outline=self.mask)
+        self.sample_heatmap = HeatmapPanel(["sample_map"], title="one sample", outline=self.mask)
+        self.quality = PlotPanel(["accuracy_curve", "sparsity_curve", "position"], self._draw_quality, title="accuracy (green), sparsity (purple)", marker="position")
+        self.share_curve = PlotPanel(["share_curve", "position"], self._draw_share, title="|relevance| share on the square", marker="position")
+        for panel in (self.quality, self.share_curve):
+            self._axes(panel.ax)
+        self.quality_lines = [self.quality.ax.plot([], [], marker=m, ms=3, color=c)[0] for m, c in (("o", "tab:green"), ("s", "tab:purple"))]
+        (self.share_line,) = self.share_curve.ax.plot([], [], marker="o", ms=3, color="tab:red")
+        if self.mask is not None:  # the square's share of the area: what an even spread would give
+            self.share_curve.ax.axhline(self.mask.mean(), color="0.5", lw=0.8, ls=":")
+        readout = TextPanel(["accuracy", "sparsity", "share"], lambda accuracy, sparsity, share: {
+            "accuracy": f"{accuracy:.1%}", "sparsity": f"{sparsity:.1%}", "relevance_on_informative_square": f"{share:.1%}"})
+        self.connect(controls, [[self.mean_heatmap, self.sample_heatmap, self.quality, self.share_curve]], readout)
 
-    def compute(self, values):
+    def _axes(self, ax):
+        count = len(self.l1_values)
+        ax.set_xlim(-0.3, count - 0.7)
+        ax.set_ylim(0, 1.05)
+        labels = [f"{v:.0e}" if v else "0" for v in self.l1_values]
+        keep = {0, count // 2, count - 1}
+        ax.set_xticks(range(count), [t if i in keep else "" for i, t in enumerate(labels)], fontsize=7)
+        ax.set_yticks([0, 0.5, 1])
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("L1", fontsize=8)
+
+    def compute(self, values) -> L1State:
         sweep = self.sweeps[values["architecture"]]
         entry = sweep[values["l1"]]
         l1s = sorted(sweep)
-        return {
-            "mean_map": entry["mean_map"],
-            "sample_map": entry["maps"][values["sample"]],
-            "accuracy": entry["accuracy"],
-            "sparsity": entry["sparsity"],
-            "share": entry["share"],
-            "l1_values": np.array(l1s),
-            "accuracy_curve": np.array([sweep[v]["accuracy"] for v in l1s]),
-            "sparsity_curve": np.array([sweep[v]["sparsity"] for v in l1s]),
-            "share_curve": np.array([sweep[v]["share"] for v in l1s]),
-        }
-
-    def draw(self, state):
-        self.mean_heatmap.update(state["mean_map"])
-        self.sample_heatmap.update(state["sample_map"])
-        positions = np.arange(len(state["l1_values"]))
-        self.quality.update("accuracy", positions, state["accuracy_curve"], marker="o", ms=3, color="tab:green")
-        self.quality.update("sparsity", positions, state["sparsity_curve"], marker="s", ms=3, color="tab:purple")
-        self.share_curve.update("share", positions, state["share_curve"], marker="o", ms=3, color="tab:red")
-        current = list(state["l1_values"]).index(self.controls["l1"].value)
-        self.quality.mark(current)
-        self.share_curve.mark(current)
-        self.set_readout(
-            accuracy=f"{state['accuracy']:.1%}",
-            sparsity=f"{state['sparsity']:.1%}",
-            relevance_on_informative_square=f"{state['share']:.1%}",
+        return L1State(
+            architecture=values["architecture"],
+            l1=values["l1"],
+            sample=values["sample"],
+            position=l1s.index(values["l1"]),
+            mean_map=entry["mean_map"],
+            sample_map=entry["maps"][values["sample"]],
+            accuracy=entry["accuracy"],
+            sparsity=entry["sparsity"],
+            share=entry["share"],
+            l1_values=np.array(l1s),
+            accuracy_curve=np.array([sweep[v]["accuracy"] for v in l1s]),
+            sparsity_curve=np.array([sweep[v]["sparsity"] for v in l1s]),
+            share_curve=np.array([sweep[v]["share"] for v in l1s]),
         )
+
+    def _draw_quality(self, ax, accuracy_curve, sparsity_curve):
+        for line, curve in zip(self.quality_lines, (accuracy_curve, sparsity_curve)):
+            line.set_data(np.arange(len(curve)), curve)
+
+    def _draw_share(self, ax, share_curve):
+        self.share_line.set_data(np.arange(len(share_curve)), share_curve)

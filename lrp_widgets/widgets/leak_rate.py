@@ -1,15 +1,18 @@
 """LeakRateExplorer: slide an echo state network's leak rate and watch its memory and relevance."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import ipywidgets as widgets
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..esn import ESN, explain_esn, image_to_sequence, sequence_to_image, suggest_leak_rate
-from ..plotting import Heatmap, ImagePanel, MarkedCurves, lean_figure, plain_log_axis
-from .base import Explorer, torch_threads
-from .common import check_model_and_data, sample_slider
+from ..esn import ESN, explain_esn, image_to_sequence, leak_only_profile, sequence_to_image, suggest_leak_rate
+from ..plotting import plain_log_axis
+from .base import Explorer, State, torch_threads
+from .common import DATA_FORMS, as_data, check_model_and_data, log_slider, sample_slider
+from .panels import HeatmapPanel, ImagePanel, PlotPanel, TextPanel
 
 #: Leak rates of the accuracy/decay sweep drawn beside the slider (log-spaced).
 SWEEP = tuple(float(v) for v in np.round(np.logspace(-2.5, 0, 7), 4))
@@ -26,12 +29,22 @@ def default_data(name: str = "two_squares"):
     raise ValueError(f"unknown data {name!r}: use 'two_squares', 'enso' or pass a data set")
 
 
-def leak_only_profile(n_steps: int, leak_rate: float, slices: int = 1) -> np.ndarray:
-    """``alpha (1 - alpha)^lag`` per column (lag counted within each slice), normalised to max 1."""
-    bounds = np.linspace(0, n_steps, slices + 1).round().astype(int)
-    lags = np.concatenate([np.arange(b - a - 1, -1, -1) for a, b in zip(bounds[:-1], bounds[1:])])
-    profile = leak_rate * (1 - leak_rate) ** lags.astype(float)
-    return profile / profile.max()
+@dataclass(frozen=True)
+class LeakRateState(State):
+    leak_rate: float
+    slices: int
+    direction: str
+    sample: int
+    input: np.ndarray  # (H, W), channels summed
+    invalid: np.ndarray | None  # (H, W) True where data is missing (land), or None
+    accuracy: float
+    decay_rate: float
+    theory_decay_rate: float
+    relevance_map: np.ndarray  # (H, W), NaN where data is missing
+    time_profile: np.ndarray  # mean |relevance| per column, max 1
+    theory_profile: np.ndarray  # leak-only alpha (1 - alpha)^lag per column, max 1
+    sweep: dict  # leak_rates, accuracy, decay_rate over SWEEP
+    suggested_leak_rate: float
 
 
 class LeakRateExplorer(Explorer):
@@ -39,9 +52,9 @@ class LeakRateExplorer(Explorer):
 
     Images are fed column by column (time = columns). Controls: ``leak_rate`` (log scale),
     ``slices``, ``direction``, ``sample``. Shows the input, the relevance map (missing data
-    masked), the time-decay curve (mean |relevance| per column, log scale) with the leak-only
-    theory ``alpha (1 - alpha)^(T - t)`` overlaid, and test accuracy and measured decay rate
-    against the leak rate, with the current value and the heuristic
+    grey), the time-decay curve (mean |relevance| per column, log scale) with the leak-only
+    theory (:func:`lrp_widgets.esn.leak_only_profile`) overlaid, and test accuracy and measured
+    decay rate against the leak rate, with the current value and the heuristic
     (:func:`lrp_widgets.suggest_leak_rate`) marked.
 
     A change refits the readout in closed form on the same reservoir and explains the shown test
@@ -49,138 +62,138 @@ class LeakRateExplorer(Explorer):
 
     Parameters
     ----------
-    data : Dataset-like or {"two_squares", "enso"}
-        With ``.train`` and ``.test`` (each ``.x`` (N, C, H, W), ``.y``); optional ``.ocean``
-        (H, W) bool marks valid points (land is masked), ``.informative_mask`` (H, W).
+    data : data set or {"two_squares", "enso"}
+        With ``.train`` and ``.test`` (attributes or keys), each {forms} of images
+        (N, C, H, W) with labels; optional ``ocean`` (H, W) bool marks valid points (land is
+        masked), ``informative_mask`` (H, W) is outlined.
     n_reservoir : int
-        Reservoir size (100 keeps a change near 100 ms at 32x32 on 2 cores; the paper used 300).
+        Reservoir size (100 keeps a first visit near 100 ms at 32x32 on 2 cores).
     n_explain : int
         Test samples explained per setting (the sample slider picks among them).
     """
 
+    __doc__ = __doc__.replace("{forms}", DATA_FORMS)
+
     def __init__(self, data="two_squares", n_reservoir: int = 100, n_explain: int = 32, ridge: float = 1e-6, seed: int = 0, progress: bool = True):
+        super().__init__("Echo state network: leak rate and memory")
         if isinstance(data, str):
             data = default_data(data)
-        train, test = data.train, data.test
+        split = (lambda name: data[name]) if isinstance(data, dict) else (lambda name: getattr(data, name))
+        train, test = as_data(split("train"), "LeakRateExplorer"), as_data(split("test"), "LeakRateExplorer")
         check_model_and_data(torch.nn.Identity(), train.x, train.y, "LeakRateExplorer")
         check_model_and_data(torch.nn.Identity(), test.x, test.y, "LeakRateExplorer")
         self.data, self.progress = data, progress
         self.channels, self.height, self.width = train.x.shape[1:]
-        ocean = getattr(data, "ocean", None)
+        ocean = train.extra("ocean") if train.extra("ocean") is not None else (data.get("ocean") if isinstance(data, dict) else getattr(data, "ocean", None))
         self.valid = None if ocean is None else np.asarray(ocean, dtype=bool)
-        self.train_x, self.train_y = train.x, train.y
-        self.test_x, self.test_y = test.x, test.y
+        self.invalid = None if self.valid is None else ~self.valid
+        self.train_y, self.test_y = train.y, test.y
         self.shown = test.x[:n_explain]
         # columns as time steps, per feeding direction: built once, reused by every refit
         self.sequences = {
-            direction: tuple(image_to_sequence(x, direction) for x in (self.train_x, self.test_x, self.shown))
+            direction: tuple(image_to_sequence(x, direction) for x in (train.x, test.x, self.shown))
             for direction in ("left_to_right", "right_to_left")
         }
         self.reservoir = ESN(self.channels * self.height, n_outputs=int(train.y.max()) + 1, n_reservoir=n_reservoir, ridge=ridge, seed=seed)
         self.suggested = suggest_leak_rate(int(self.width))
-        self._fits: dict = {}
-        self._sweeps: dict = {}
+        self.fits, self.sweeps = self.cache(256), self.cache(16)
         with torch_threads(self.threads):  # the default setting's sweep, once, with a progress bar
             self.sweep_curves(1, "left_to_right")
         controls = {
-            "leak_rate": widgets.FloatLogSlider(value=0.05, base=10, min=-3, max=0, step=0.05, description="leak rate", readout_format=".3g", continuous_update=False),
+            "leak_rate": log_slider(0.05, -3, 0, 0.05, "leak rate", readout_format=".3g"),
             "slices": widgets.Dropdown(options=[1, 2, 4, 8], value=1, description="slices"),
             "direction": widgets.ToggleButtons(options=["left_to_right", "right_to_left"], value="left_to_right", description="feed"),
             "sample": sample_slider(len(self.shown)),
         }
         controls["leak_rate"].tooltip = f"heuristic for {self.width} columns: {self.suggested:.3g}"
-        shape = (self.height, self.width)
-        figure, axes = lean_figure((12, 2.9), 1, 4, width_ratios=[1, 1.15, 1.2, 1.2], left=0.02, right=0.97, wspace=0.6, bottom=0.2)
-        self.input_panel = ImagePanel(axes[0, 0], shape, title="input (columns = time)", cmap="RdBu_r")
-        self.heatmap = Heatmap(axes[0, 1], shape, title="relevance")
-        self.decay = MarkedCurves(axes[0, 2], xlabel="column (time step)", ylabel="mean |relevance| (max 1)")
+        mask = as_data(split("test")).extra("informative_mask")
+        mask = mask if mask is not None else (getattr(data, "informative_mask", None) if not isinstance(data, dict) else data.get("informative_mask"))
+        self.input_panel = ImagePanel(["input", "invalid"], title="input (columns = time)", cmap="RdBu_r", symmetric=True, mask="invalid")
+        self.heatmap = HeatmapPanel(["relevance_map", "invalid"], title="relevance", outline=mask, mask="invalid")
+        self.decay = PlotPanel(["time_profile", "theory_profile"], self._draw_decay, title="time decay (dashed: leak-only)")
         plain_log_axis(self.decay.ax.yaxis)
         self.decay.ax.set_xlim(-0.5, self.width - 0.5)
         self.decay.ax.set_ylim(1e-4, 1.5)
-        # the titles are the keys: a legend costs more than a third of a redraw
-        self.decay.ax.set_title("time decay: measured (red), leak-only (dashed)", fontsize=8)
-        self.sweep = MarkedCurves(axes[0, 3], xlabel="leak rate", ylabel="accuracy, decay per step", logx=True)
-        self.sweep.ax.axvline(self.suggested, color="tab:orange", ls=":", lw=1.2)
-        self.sweep.ax.set_xlim(SWEEP[0] / 1.3, 1.3)
-        self.sweep.ax.set_ylim(-0.1, 1.1)
-        self.sweep.ax.set_title("accuracy (green), decay/step (red),\nleak-only (dashed), heuristic (orange)", fontsize=7)
-        for mask_name in ("informative_mask",):
-            mask = getattr(data, mask_name, None)
-            if mask is not None:
-                for ax in axes[0, :2]:
-                    ax.contour(np.asarray(mask, dtype=bool), levels=[0.5], colors="k", linewidths=0.6)
-        super().__init__(controls, figure, title="Echo state network: leak rate and memory")
+        self.decay.ax.set_xlabel("column (time step)", fontsize=8)
+        self.decay.ax.tick_params(labelsize=7)
+        self.decay_lines = [self.decay.ax.plot([], [], **style)[0] for style in ({"color": "tab:red", "marker": ".", "ms": 3}, {"color": "k", "ls": "--", "lw": 1})]
+        self.sweep = PlotPanel(["sweep", "leak_rate"], self._draw_sweep, title="accuracy (green), decay/step (red)", marker="leak_rate")
+        ax = self.sweep.ax
+        plain_log_axis(ax.xaxis)
+        ax.axvline(self.suggested, color="tab:orange", ls=":", lw=1.2)
+        ax.set_xlim(SWEEP[0] / 1.3, 1.3)
+        ax.set_ylim(-0.1, 1.1)
+        ax.set_xlabel("leak rate", fontsize=8)
+        ax.tick_params(labelsize=7)
+        self.sweep_lines = [ax.plot([], [], **style)[0] for style in (
+            {"color": "tab:green", "marker": "o", "ms": 3}, {"color": "tab:red", "marker": "s", "ms": 3}, {"color": "k", "ls": "--", "lw": 1})]
+        readout = TextPanel(["leak_rate", "accuracy", "decay_rate", "theory_decay_rate"], lambda leak_rate, accuracy, decay_rate, theory_decay_rate: {
+            "leak_rate": f"{leak_rate:.3g}", "heuristic": f"{self.suggested:.3g}", "test_accuracy": f"{accuracy:.1%}",
+            "decay_per_step": f"{decay_rate:.3g} (leak-only theory {theory_decay_rate:.3g})"})
+        self.connect(controls, [[self.input_panel, self.heatmap, self.decay, self.sweep]], readout)
 
     # -- computations (cached) ------------------------------------------------------------------
     def fit_and_explain(self, leak_rate: float, slices: int, direction: str) -> dict:
         """Fit the readout at this setting and explain the shown samples (cached)."""
-        key = (round(float(leak_rate), 6), int(slices), direction)
-        if key not in self._fits:
+
+        def run():
             esn = self.reservoir.with_leak_rate(float(leak_rate)).with_slices(int(slices))
             train, test, shown = self.sequences[direction]
             esn.fit(train, self.train_y)
-            accuracy = esn.score(test, self.test_y)
             explanation = explain_esn(esn, shown)
             maps = sequence_to_image(explanation.relevance, self.channels, direction, mask=self.valid).sum(1)
             columns = np.abs(maps.nan_to_num().numpy()).sum(1).mean(0)  # mean |relevance| per image column
-            self._fits[key] = {
-                "accuracy": accuracy,
+            return {
+                "accuracy": esn.score(test, self.test_y),
                 "maps": maps.numpy(),
                 "column_profile": columns / max(columns.max(), 1e-30),
                 "decay_rate": explanation.decay_rate,
                 "theory_decay_rate": explanation.theory_decay_rate,
                 "leaked": explanation.leaked.numpy(),
             }
-        return self._fits[key]
+
+        return self.fits.get((round(float(leak_rate), 6), int(slices), direction), run)
 
     def sweep_curves(self, slices: int, direction: str) -> dict:
         """Accuracy and measured decay rate over :data:`SWEEP` (computed once, with a progress bar)."""
-        key = (int(slices), direction)
-        if key not in self._sweeps:
-            results = [self.fit_and_explain(a, slices, direction) for a in tqdm(SWEEP, desc=f"leak-rate sweep ({slices} slice(s), {direction})", disable=not self.progress, leave=False)]
-            self._sweeps[key] = {
+
+        def run():
+            bar = tqdm(SWEEP, desc=f"leak-rate sweep ({slices} slice(s), {direction})", disable=not self.progress, leave=False)
+            results = [self.fit_and_explain(a, slices, direction) for a in bar]
+            return {
                 "leak_rates": np.array(SWEEP),
                 "accuracy": np.array([r["accuracy"] for r in results]),
                 "decay_rate": np.array([r["decay_rate"] for r in results]),
             }
-        return self._sweeps[key]
 
-    def compute(self, values):
-        fit = self.fit_and_explain(values["leak_rate"], values["slices"], values["direction"])
-        sweep = self.sweep_curves(values["slices"], values["direction"])
-        index = values["sample"]
-        column_order = np.arange(self.width) if values["direction"] == "left_to_right" else np.arange(self.width)[::-1]
-        theory = leak_only_profile(self.width, values["leak_rate"], values["slices"])[np.argsort(column_order)]
-        return {
-            "leak_rate": values["leak_rate"],
-            "accuracy": fit["accuracy"],
-            "decay_rate": fit["decay_rate"],
-            "theory_decay_rate": fit["theory_decay_rate"],
-            "relevance_map": fit["maps"][index],
-            "time_profile": fit["column_profile"],
-            "theory_profile": theory,
-            "sweep": sweep,
-            "suggested_leak_rate": self.suggested,
-        }
+        return self.sweeps.get((int(slices), direction), run)
 
-    def draw(self, state):
-        index = self.controls["sample"].value
-        image = self.shown[index].sum(0).numpy()
-        invalid = None if self.valid is None else ~self.valid
-        self.input_panel.update(image, mask=invalid, limits=(-np.abs(image).max(), np.abs(image).max()))
-        self.heatmap.update(state["relevance_map"], mask=invalid)
-        columns = np.arange(self.width)
-        self.decay.update("measured", columns, np.clip(state["time_profile"], 1e-6, None), color="tab:red", marker=".", ms=3)
-        self.decay.update("leak-only theory", columns, np.clip(state["theory_profile"], 1e-6, None), color="k", ls="--", lw=1)
-        sweep = state["sweep"]
-        self.sweep.update("accuracy", sweep["leak_rates"], sweep["accuracy"], color="tab:green", marker="o", ms=3)
-        self.sweep.update("decay per step", sweep["leak_rates"], sweep["decay_rate"], color="tab:red", marker="s", ms=3)
-        theory = -np.log1p(-np.minimum(sweep["leak_rates"], 0.999))
-        self.sweep.update("leak-only -log(1-a)", sweep["leak_rates"], theory, color="k", ls="--", lw=1)
-        self.sweep.mark(state["leak_rate"])
-        self.set_readout(
-            leak_rate=f"{state['leak_rate']:.3g}",
-            heuristic=f"{self.suggested:.3g}",
-            test_accuracy=f"{state['accuracy']:.1%}",
-            decay_per_step=f"{state['decay_rate']:.3g} (leak-only theory {state['theory_decay_rate']:.3g})",
+    def compute(self, values) -> LeakRateState:
+        leak_rate, slices, direction, index = values["leak_rate"], values["slices"], values["direction"], values["sample"]
+        fit = self.fit_and_explain(leak_rate, slices, direction)
+        # the profile runs in feeding order; shown per image column
+        theory = leak_only_profile(self.width, leak_rate, slices)
+        return LeakRateState(
+            leak_rate=leak_rate, slices=slices, direction=direction, sample=index,
+            input=self.shown[index].sum(0).numpy(),
+            invalid=self.invalid,
+            accuracy=fit["accuracy"],
+            decay_rate=fit["decay_rate"],
+            theory_decay_rate=fit["theory_decay_rate"],
+            relevance_map=fit["maps"][index],
+            time_profile=fit["column_profile"],
+            theory_profile=theory if direction == "left_to_right" else theory[::-1].copy(),
+            sweep=self.sweep_curves(slices, direction),
+            suggested_leak_rate=self.suggested,
         )
+
+    def _draw_decay(self, ax, time_profile, theory_profile):
+        columns = np.arange(self.width)
+        for line, profile in zip(self.decay_lines, (time_profile, theory_profile)):
+            line.set_data(columns, np.clip(profile, 1e-6, None))
+
+    def _draw_sweep(self, ax, sweep):
+        rates = sweep["leak_rates"]
+        theory = -np.log1p(-np.minimum(rates, 0.999))
+        for line, values in zip(self.sweep_lines, (sweep["accuracy"], sweep["decay_rate"], theory)):
+            line.set_data(rates, values)

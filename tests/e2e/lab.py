@@ -197,7 +197,7 @@ class NotebookPage:
         self.notebook = notebook
         self.page_errors: list[str] = []
         self.console_errors: list[str] = []
-        self.images: dict[str, bytes] = {}  # canvas screenshots, saved with a failure
+        self.images: dict[str, bytes] = {}  # panel screenshots, saved with a failure
         page.on("pageerror", lambda error: self.page_errors.append(str(error)))
         page.on("console", lambda message: message.type == "error" and self.console_errors.append(message.text))
 
@@ -283,22 +283,6 @@ class NotebookPage:
         raise AssertionError(f"{self.notebook}: code cell {index} did not run again within {timeout:.0f} s")
 
     # -- the explorer --------------------------------------------------------------------------
-    def canvas_png(self) -> bytes:
-        return self.page.locator(".jupyter-matplotlib-canvas-div").first.screenshot()
-
-    def wait_for_canvas(self, timeout: float = 30) -> bytes:
-        """Wait until the ipympl canvas shows a drawing and has stopped changing; returns its PNG."""
-        self.page.locator(".jupyter-matplotlib-canvas-div canvas").first.wait_for(timeout=timeout * 1000)
-        deadline = time.monotonic() + timeout
-        previous = None
-        while time.monotonic() < deadline:
-            png = self.canvas_png()
-            if drawn_pixels(png) > 2000 and previous is not None and image_difference(previous, png) == 0:
-                return png
-            previous = png
-            time.sleep(0.5)
-        raise AssertionError(f"{self.notebook}: the figure's canvas shows no stable drawing after {timeout:.0f} s")
-
     def text(self, selector: str) -> str:
         return normalize(self.page.locator(selector).first.inner_text())
 
@@ -336,7 +320,7 @@ class NotebookPage:
 
     # -- failures ------------------------------------------------------------------------------
     def save_debug(self, folder: Path, name: str) -> list[Path]:
-        """Full-page screenshot, the canvas pictures taken so far, and the browser's errors."""
+        """Full-page screenshot, the panel pictures taken so far, and the browser's errors."""
         folder.mkdir(parents=True, exist_ok=True)
         saved = []
         try:
@@ -357,3 +341,164 @@ class NotebookPage:
         )
         saved.append(path)
         return saved
+
+
+# -- explorers' notebooks and timing in the page ------------------------------------------------
+#: constructor arguments and setup per explorer, for the browser tests and the latency benchmark.
+#: RuleExplorer opens on the gamma composite, so that its gamma slider changes the picture too.
+EXPLORER_SETUP = {
+    "RuleExplorer": ("", 'explorer.controls["composite"].value = "epsilon_gamma_box"'),
+    "L1Explorer": ("", ""),
+    "LeakRateExplorer": ("", ""),
+    "RemovalExplorer": ("", ""),
+    "PathExplorer": ("", ""),
+}
+
+MARKS = '''# Marks for the browser: the explorer, its sliders, its panels, the readout and the error area.
+{setup}
+explorer.add_class("e2e-explorer")
+for name, control in explorer.controls.items():
+    control.add_class(f"e2e-slider-{{name}}")
+for name, panel in vars(explorer).items():
+    if hasattr(panel, "fields") and hasattr(panel, "widget"):
+        panel.widget.add_class(f"e2e-panel-{{name}}")
+explorer.readout.add_class("e2e-readout")
+explorer.error.add_class("e2e-error")'''
+
+REPORT = '''# What the kernel holds, for the test to compare with what the browser shows.
+import html, json, re
+
+print("E2E", json.dumps({
+    "values": {name: repr(control.value) for name, control in explorer.controls.items()},
+    "readout": html.unescape(re.sub(r"<[^>]+>", "", explorer.readout.value)),
+    "error": explorer.last_error,
+    "up_to_date": explorer.up_to_date,
+    "updates": explorer.updates,
+}))'''
+
+FLOOR = '''import ipywidgets as widgets
+import numpy as np
+
+from lrp_widgets.widgets.panels import HeatmapPanel
+
+# the floor: one 32x32 map coloured in numpy, sent as a PNG to one Image widget per change
+slider = widgets.IntSlider(value=0, min=0, max=40, description="shift", continuous_update=True)
+panel = HeatmapPanel(["values"], title="32x32 map")
+grid = np.add.outer(np.arange(32), np.arange(32)) / 5
+
+
+class Shown:
+    values = None
+
+
+def show(change=None):
+    Shown.values = np.sin(grid + slider.value / 3)
+    panel.show(Shown)
+
+
+slider.observe(show, names="value")
+show()
+explorer = widgets.VBox([slider, panel.widget])
+explorer.add_class("e2e-explorer")
+slider.add_class("e2e-slider-shift")
+explorer'''
+
+
+def explorer_notebook(name: str) -> dict:
+    """The notebook (nbformat 4 JSON) that builds ``name`` (or the "floor" picture) and marks it."""
+    def code(source):
+        return {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": source}
+
+    intro = (f"# {name} in JupyterLab\n\nOpened, run and played with in headless Chromium by `tests/e2e` and "
+             "`benchmarks/browser_latency.py`. The first code cell is what a user writes; the others help the test.")
+    if name == "floor":
+        cells = [code(FLOOR)]
+    else:
+        arguments, setup = EXPLORER_SETUP[name]
+        cells = [code(f"from lrp_widgets.widgets import {name}\n\nexplorer = {name}({arguments})\nexplorer"),
+                 code(MARKS.format(setup=setup)), code(REPORT)]
+    return {"cells": [{"cell_type": "markdown", "metadata": {}, "source": intro}, *cells],
+            "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+            "nbformat": 4, "nbformat_minor": 5}
+
+
+#: In the page: the time from a key press to the first animation frame in which the pixels of an
+#: image or canvas of the explorer differ from before the press. Images still loading count as
+#: unchanged (the browser shows the old picture until the new one is decoded).
+PIXEL_PROBE = """() => {
+  if (window.__probe) return;
+  const work = document.createElement('canvas');
+  const context = work.getContext('2d', {willReadFrequently: true});
+  const elements = () => Array.from(document.querySelectorAll('.e2e-explorer img, .e2e-explorer canvas'));
+  const last = new Map();
+  function signature(element) {
+    let width = element.width, height = element.height;
+    if (element.tagName === 'IMG') {
+      if (!element.complete || !element.naturalWidth) return last.get(element) || 'empty';
+      width = element.naturalWidth; height = element.naturalHeight;
+    }
+    if (!width || !height) return 'empty';
+    work.width = width; work.height = height;
+    context.drawImage(element, 0, 0);
+    const data = context.getImageData(0, 0, width, height).data;
+    let a = 0, b = 0;
+    for (let i = 0; i < data.length; i++) { a = (a + data[i]) | 0; b = (Math.imul(b, 31) + data[i]) | 0; }
+    const result = width + 'x' + height + ':' + a + ':' + b;
+    last.set(element, result);
+    return result;
+  }
+  const signatures = () => elements().map(signature);
+  window.__probe = {
+    start: null, base: null,
+    arm() { this.base = signatures(); this.start = null; },
+    wait(timeout) {
+      return new Promise(resolve => {
+        const begun = performance.now();
+        const tick = now => {
+          if (this.start !== null) {
+            const changed = signatures().map((s, i) => s !== this.base[i]);
+            if (changed.some(x => x)) { resolve({latency: now - this.start, changed}); return; }
+          }
+          if (performance.now() - begun > timeout) { resolve(null); return; }
+          requestAnimationFrame(tick);
+        };
+        requestAnimationFrame(tick);
+      });
+    },
+  };
+  document.addEventListener('keydown', () => {
+    if (window.__probe.start === null) window.__probe.start = performance.now();
+  }, true);
+}"""
+
+
+def time_key_press(page, slider: str, key: str, timeout_ms: float = 3000):
+    """Press ``key`` on the handle of ``slider`` (a CSS selector) and return the milliseconds to
+    changed pixels in the explorer (None: nothing changed within the timeout)."""
+    page.evaluate(PIXEL_PROBE)
+    handle = page.locator(f"{slider} .noUi-handle").first
+    handle.focus()
+    page.evaluate("() => window.__probe.arm()")
+    handle.press(key)
+    result = page.evaluate("timeout => window.__probe.wait(timeout)", timeout_ms)
+    return None if result is None else result["latency"]
+
+
+def wait_until_still(page, quiet_ms: float = 300, timeout_ms: float = 5000) -> None:
+    """Wait until no picture of the explorer has changed for ``quiet_ms`` (a change has landed)."""
+    page.evaluate(PIXEL_PROBE)
+    page.evaluate(
+        """([quiet, timeout]) => new Promise(resolve => {
+            const begun = performance.now();
+            let base = null, since = performance.now();
+            const tick = now => {
+              window.__probe.arm();
+              const current = JSON.stringify(window.__probe.base);
+              if (current !== base) { base = current; since = now; }
+              if (now - since > quiet || now - begun > timeout) { resolve(); return; }
+              requestAnimationFrame(tick);
+            };
+            requestAnimationFrame(tick);
+        })""",
+        [quiet_ms, timeout_ms],
+    )
