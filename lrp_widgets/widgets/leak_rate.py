@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..esn import ESN, explain_esn, image_to_sequence, leak_only_profile, sequence_to_image, suggest_leak_rate
+from ..esn import ESN, effective_radius, explain_esn, image_to_sequence, leak_only_profile, sequence_to_image, suggest_leak_rate
 from ..plotting import plain_log_axis
 from .base import Explorer, State, torch_threads
 from .common import DATA_FORMS, as_data, check_model_and_data, log_slider, sample_slider
@@ -55,7 +55,8 @@ class LeakRateExplorer(Explorer):
     grey), the time-decay curve (mean |relevance| per column, log scale) with the leak-only
     theory (:func:`lrp_widgets.esn.leak_only_profile`) overlaid, and test accuracy and measured
     decay rate against the leak rate, with the current value and the heuristic
-    (:func:`lrp_widgets.suggest_leak_rate`) marked.
+    (:func:`lrp_widgets.suggest_leak_rate` with the reservoir's
+    :func:`~lrp_widgets.esn.effective_radius`) marked.
 
     A change refits the readout in closed form on the same reservoir and explains the shown test
     samples; results are cached per (leak rate, slices, direction).
@@ -95,7 +96,8 @@ class LeakRateExplorer(Explorer):
             for direction in ("left_to_right", "right_to_left")
         }
         self.reservoir = ESN(self.channels * self.height, n_outputs=int(train.y.max()) + 1, n_reservoir=n_reservoir, ridge=ridge, seed=seed)
-        self.suggested = suggest_leak_rate(int(self.width))
+        # the linearised reservoir's memory, 1 / (a (1 - rho_eff)) steps (notebook 04 validates it)
+        self.suggested = suggest_leak_rate(int(self.width), rho_eff=effective_radius(self.reservoir, self.sequences["left_to_right"][0][:256]))
         self.fits, self.sweeps = self.cache(256), self.cache(16)
         with torch_threads(self.threads):  # the default setting's sweep, once, with a progress bar
             self.sweep_curves(1, "left_to_right")
