@@ -1,28 +1,26 @@
 """lrp_widgets: Layer-wise Relevance Propagation you can play with in Jupyter.
 
-The public API lives here. The engine (``explain``, ``rules``, ``composites``) is imported
-eagerly; everything else is imported on first use so that ``import lrp_widgets`` stays fast
-and the engine never pulls in widget or plotting code.
+The public API lives here. Every name is imported on first use (``lrp_widgets.explain`` imports
+the engine, and torch, then), so that ``import lrp_widgets`` and the ``lrp-widgets`` command
+start fast and the engine never pulls in widget or plotting code.
 """
 from __future__ import annotations
 
 import importlib
-import sys
-
-from .engine import composites, rules
-from .engine.explain import Explanation, explain
-from .engine.composites import Composite
-from .engine.layers import Sum
-from .engine.errors import LRPError, UnsupportedModuleError, FunctionalCallError
-
-# ``from lrp_widgets.rules import Epsilon`` works as well as ``lrp_widgets.rules.Epsilon``.
-sys.modules[__name__ + ".rules"] = rules
-sys.modules[__name__ + ".composites"] = composites
 
 __version__ = "0.1.0"
 
 # name -> module that defines it; imported lazily on first attribute access.
 _LAZY = {
+    # the engine
+    "explain": "engine.explain",
+    "Explanation": "engine.explain",
+    "Composite": "engine.composites",
+    "Sum": "engine.layers",
+    "LRPError": "engine.errors",
+    "UnsupportedModuleError": "engine.errors",
+    "FunctionalCallError": "engine.errors",
+    "InputError": "engine.errors",
     # echo state networks
     "ESN": "esn",
     "ESNExplanation": "esn",
@@ -42,6 +40,8 @@ _LAZY = {
     "deconvolve": "paths",
     "path_fidelity": "paths",
 }
+#: ``lrp_widgets.rules`` and ``lrp_widgets.composites`` are the engine's own modules (see rules.py)
+_ALIASES = {"rules": "engine.rules", "composites": "engine.composites"}
 _SUBMODULES = {
     "data", "models", "train", "zoo", "esn", "removal", "paths", "plotting", "widgets", "cli", "engine",
     "display", "magics",
@@ -57,6 +57,7 @@ __all__ = [
     "LRPError",
     "UnsupportedModuleError",
     "FunctionalCallError",
+    "InputError",
     *_LAZY,
 ]
 
@@ -65,13 +66,15 @@ def __getattr__(name: str):
     if name in _LAZY:
         module = importlib.import_module(f".{_LAZY[name]}", __name__)
         return getattr(module, name)
+    if name in _ALIASES:
+        return importlib.import_module(f".{_ALIASES[name]}", __name__)
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'lrp_widgets' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
+    return sorted(set(globals()) | set(_LAZY) | set(_ALIASES) | _SUBMODULES)
 
 
 def load_ipython_extension(ipython):
