@@ -21,6 +21,7 @@ _LAZY = {
     "UnsupportedModuleError": "engine.errors",
     "FunctionalCallError": "engine.errors",
     "InputError": "engine.errors",
+    "LRPWarning": "engine.errors",
     # echo state networks
     "ESN": "esn",
     "ESNExplanation": "esn",
@@ -58,6 +59,7 @@ __all__ = [
     "UnsupportedModuleError",
     "FunctionalCallError",
     "InputError",
+    "LRPWarning",
     *_LAZY,
 ]
 

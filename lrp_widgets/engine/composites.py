@@ -37,6 +37,7 @@ __all__ = [
     "epsilon_alpha2_beta1",
     "NAMES",
     "get",
+    "default_for",
 ]
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -168,6 +169,21 @@ NAMES = {
     "epsilon_gamma_box": epsilon_gamma_box,
     "epsilon_alpha2_beta1": epsilon_alpha2_beta1,
 }
+
+
+def default_for(model: nn.Module) -> Composite:
+    """The composite ``explain`` uses when none is given: chosen by the model's first layer.
+
+    ``epsilon_plus_flat`` when the model's first Linear/Conv module (in ``model.modules()`` order,
+    which is the forward order of a Sequential) is a convolution: flat spreads relevance over each
+    filter's small receptive field. Otherwise ``epsilon_plus`` (epsilon on dense layers, z+ on
+    convolutions): on a dense first layer every neuron sees the whole input, so flat would give
+    every input element the same relevance, a constant map.
+    """
+    for module in model.modules():
+        if isinstance(module, LINEAR_TYPES):
+            return epsilon_plus_flat() if isinstance(module, CONV_TYPES) else epsilon_plus()
+    return epsilon_plus()
 
 
 def get(composite) -> Composite:

@@ -20,3 +20,7 @@ class FunctionalCallError(LRPError):
 
 class InputError(LRPError, ValueError):
     """Input data, target or model output that the engine cannot explain."""
+
+
+class LRPWarning(UserWarning):
+    """A result that is computed as asked but is probably not what was meant."""

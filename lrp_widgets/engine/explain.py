@@ -183,7 +183,7 @@ def explain(
     model: nn.Module,
     x,
     target=None,
-    composite="epsilon_plus_flat",
+    composite=None,
     layers: bool = False,
     initial_relevance: torch.Tensor | None = None,
     masks: dict | None = None,
@@ -200,9 +200,12 @@ def explain(
         A batch of inputs. NaN, inf and fill values (>= 1e10) are rejected.
     target : None, int or sequence of int
         The class to explain per sample; ``None`` explains the predicted class.
-    composite : Composite, factory or str
-        Which rule each layer gets, e.g. ``"epsilon_plus_flat"`` (default), ``"epsilon"``,
-        ``"lrp0"``, ``composites.epsilon_gamma_box(0, 1)``.
+    composite : Composite, factory, str or None
+        Which rule each layer gets, e.g. ``"epsilon_plus_flat"``, ``"epsilon"``, ``"lrp0"``,
+        ``composites.epsilon_gamma_box(0, 1)``. ``None`` (default) chooses by the model
+        (:func:`composites.default_for`): ``epsilon_plus_flat`` when the first Linear/Conv layer
+        is a convolution, else ``epsilon_plus`` (flat on a dense first layer would give a
+        constant map).
     layers : bool
         Also return the relevance at every module's input (``.layers``).
     initial_relevance : tensor, optional
@@ -229,7 +232,7 @@ def explain(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    composite = _composites.get(composite)
+    composite = _composites.default_for(model) if composite is None else _composites.get(composite)
     x = check_input(x, model)
     session = Session(model, composite, record_layers=layers, masks=masks)
     with eval_mode(model):

@@ -13,6 +13,7 @@ to both terms), so a ``TorchFunctionMode`` watches the forward pass and names su
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import torch
 from torch import nn
@@ -21,7 +22,7 @@ from torch.overrides import TorchFunctionMode
 from . import ops, rules
 from .canonizers import batchnorm_affine, fold_batchnorm
 from .composites import LINEAR_TYPES, Composite
-from .errors import FunctionalCallError, UnsupportedModuleError
+from .errors import FunctionalCallError, LRPWarning, UnsupportedModuleError
 from .layers import Sum
 
 PASS_TYPES = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
@@ -264,6 +265,14 @@ class Session:
             call.rule = composite.rule_for(call.name, module, is_first=not self.first_done)
             self.first_done = True
             call.z = z
+            if isinstance(call.rule, rules.Flat) and isinstance(module, nn.Linear) and module.in_features > 1:
+                warnings.warn(
+                    f"the flat rule on the dense layer '{call.name}' gives all {module.in_features} of its inputs the "
+                    "same relevance (every neuron sees every input), so the map there is constant. Leave composite "
+                    "unset to choose by the model, or use 'epsilon_plus' / 'epsilon'.",
+                    LRPWarning,
+                    stacklevel=2,
+                )
         elif call.kind == "sum":
             # the epsilon rule on a sum; the composite may set its epsilon (Zero, Epsilon(e))
             call.rule = composite.rule_for(call.name, module, is_first=False)
