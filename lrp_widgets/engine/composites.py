@@ -5,7 +5,13 @@ in this order: ``name_rules`` (exact module name or a glob such as ``"features.*
 ``first`` (the first Linear/Conv layer the input reaches), then ``layer_rules`` (by
 ``isinstance``, in the order given). Linear/Conv and average-pooling layers no entry matches get the epsilon rule.
 Activations, dropout, reshapes and pooling have fixed treatments (see ``propagation.py``)
-unless a name rule says otherwise.
+unless a name or type entry says otherwise.
+
+A rule given to a module that cannot take it (``Pass`` to a Linear, ``Epsilon`` to a Flatten, ...)
+is a :class:`~lrp_widgets.engine.errors.CompositeError` naming the rule and the module. Glob
+patterns are the exception: a glob gives its rule only to the modules under it that take that
+rule and skips the others, so ``"classifier.*": Epsilon(0.01)`` reaches the Linear layers of the
+classifier and leaves its Flatten, ReLU and Dropout as they are.
 
 Examples
 --------
@@ -41,9 +47,11 @@ __all__ = [
 ]
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-LINEAR_TYPES = (nn.Linear,) + CONV_TYPES
-#: Average pooling and residual sums are linear; every factory gives them the composite's epsilon.
-POOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, Sum)
+CONV_TRANSPOSE_TYPES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+LINEAR_TYPES = (nn.Linear,) + CONV_TYPES + CONV_TRANSPOSE_TYPES
+#: Average pooling, upsampling (nearest, linear, bilinear, ...) and residual sums are linear and have
+#: no parameters; every factory gives them the composite's epsilon.
+POOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.Upsample, Sum)
 
 
 @dataclass(frozen=True)
@@ -82,26 +90,35 @@ class Composite:
             if rule is not None and not isinstance(rule, rules.Rule):
                 raise TypeError(f"composite entry {key!r} maps to {rule!r}, which is not an lrp_widgets rule")
 
-    def named_rule(self, name: str) -> rules.Rule | None:
-        """The rule a name entry gives the module called ``name``, if any."""
+    def named_rule(self, name: str, accepts=None) -> rules.Rule | None:
+        """The rule a name entry gives the module called ``name``, if any.
+
+        An exact name always gives its rule. A glob pattern gives it only where ``accepts(rule)``
+        (when given) is true: globs skip the modules their rule does not apply to.
+        """
         if name in self.name_rules:
             return self.name_rules[name]
         for pattern, rule in self.name_rules.items():
-            if fnmatch.fnmatchcase(name, pattern):
+            if fnmatch.fnmatchcase(name, pattern) and (accepts is None or accepts(rule)):
                 return rule
         return None
 
-    def rule_for(self, name: str, module: nn.Module, is_first: bool) -> rules.Rule:
+    def typed_rule(self, module: nn.Module) -> rules.Rule | None:
+        """The rule the first ``layer_rules`` entry matching ``module``'s type gives, if any."""
+        for types, rule in self.layer_rules.items():
+            if isinstance(module, types):
+                return rule
+        return None
+
+    def rule_for(self, name: str, module: nn.Module, is_first: bool, accepts=None) -> rules.Rule:
         """The rule of a Linear/Conv (or pooling) layer."""
-        rule = self.named_rule(name)
+        rule = self.named_rule(name, accepts)
         if rule is not None:
             return rule
         if is_first and self.first is not None:
             return self.first
-        for types, rule in self.layer_rules.items():
-            if isinstance(module, types):
-                return rule
-        return rules.Epsilon()
+        rule = self.typed_rule(module)
+        return rules.Epsilon() if rule is None else rule
 
 
     def pool_rule(self) -> rules.Rule:

@@ -24,3 +24,7 @@ class InputError(LRPError, ValueError):
 
 class LRPWarning(UserWarning):
     """A result that is computed as asked but is probably not what was meant."""
+
+
+class CompositeError(LRPError, ValueError):
+    """A composite gives a rule to a module that cannot take it (named in the message)."""

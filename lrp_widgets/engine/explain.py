@@ -244,10 +244,13 @@ def explain(
                 except LRPError:
                     raise
                 except Exception as error:
+                    if session.hook_failed:  # raised by our own code, not by the model: as it is
+                        raise
                     raise InputError(
                         f"the model rejected an input of shape {tuple(x.shape)}: {type(error).__name__}: {error}. "
                         "Pass a batch shaped as the model expects, with the samples along the first axis."
                     ) from error
+                session.check_softmax_last(output)
             output = _check_output(output)
             target_index = _resolve_target(target, output.detach())
             if initial_relevance is None:

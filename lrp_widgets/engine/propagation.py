@@ -21,16 +21,29 @@ from torch.overrides import TorchFunctionMode
 
 from . import ops, rules
 from .canonizers import batchnorm_affine, fold_batchnorm
-from .composites import LINEAR_TYPES, Composite
-from .errors import FunctionalCallError, LRPWarning, UnsupportedModuleError
+from .composites import CONV_TRANSPOSE_TYPES, LINEAR_TYPES, Composite
+from .errors import CompositeError, FunctionalCallError, LRPWarning, UnsupportedModuleError
 from .layers import Sum
 
 PASS_TYPES = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
+#: element-wise activations whose relevance passes by default (the identity rule, as in AttnLRP)
+ACTIVATION_TYPES = (nn.GELU, nn.SiLU, nn.ELU, nn.Softplus)
 RESHAPE_TYPES = (nn.Flatten, nn.Unflatten)
-MAXPOOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d)
+MAXPOOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)
 AVGPOOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+#: parameter-free linear maps treated like average pooling
+UPSAMPLE_TYPES = (nn.Upsample,)
 BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
-SUPPORTED_TYPES = LINEAR_TYPES + PASS_TYPES + RESHAPE_TYPES + MAXPOOL_TYPES + AVGPOOL_TYPES + BATCHNORM_TYPES + (Sum,)
+#: normalisations seen as linear maps with their standard deviation held constant (REFERENCE.md §7)
+NORM_TYPES = (nn.LayerNorm, nn.GroupNorm) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+#: supported as the model's last layer: the explanation starts from their input (the logits)
+SOFTMAX_TYPES = (nn.Softmax, nn.LogSoftmax)
+#: torch's own modules that need rules of their own: a clear "not supported yet"
+NOT_YET_TYPES = (nn.MultiheadAttention, nn.RNNBase)
+SUPPORTED_TYPES = (
+    LINEAR_TYPES + PASS_TYPES + ACTIVATION_TYPES + RESHAPE_TYPES + MAXPOOL_TYPES + AVGPOOL_TYPES + UPSAMPLE_TYPES
+    + BATCHNORM_TYPES + NORM_TYPES + SOFTMAX_TYPES + (Sum,)
+)
 
 # Functions a forward may call outside modules: they move relevance as gradients should.
 _SAFE_FUNCTIONS = {
@@ -53,13 +66,51 @@ def _kind(module: nn.Module) -> str | None:
         return "batchnorm"
     if isinstance(module, MAXPOOL_TYPES):
         return "maxpool"
-    if isinstance(module, AVGPOOL_TYPES):
+    if isinstance(module, AVGPOOL_TYPES + UPSAMPLE_TYPES):
         return "pool"
     if isinstance(module, RESHAPE_TYPES):
         return "reshape"
-    if isinstance(module, PASS_TYPES):
+    if isinstance(module, PASS_TYPES + ACTIVATION_TYPES):
         return "pass"
+    if isinstance(module, NORM_TYPES):
+        return "norm"
+    if isinstance(module, SOFTMAX_TYPES):
+        return "softmax"
     return None
+
+
+#: kind -> what its modules take, for the composite's error message
+_TAKES = {
+    "linear": "a layer with weights takes Zero, Epsilon, Gamma, AlphaBeta, ZPlus, ZBox, Flat or WSquare",
+    "pool": "a pooling or upsampling layer takes any rule but Pass",
+    "maxpool": "a pooling layer takes any rule but Pass",
+    "sum": "a Sum takes Epsilon or Zero",
+    "pass": "an element-wise activation, dropout or identity takes Pass (the default) or Gradient from a glob, "
+    "and any rule by exact name or layer type (computed on the activation function)",
+    "reshape": "a reshape takes Pass or Gradient",
+    "norm": "a normalisation takes Epsilon/Zero (the default: epsilon with the std held constant), or Pass or "
+    "Gradient by exact name or layer type",
+    "softmax": "a final Softmax/LogSoftmax has a fixed treatment (the explanation starts from its input, the logits)",
+}
+
+
+def accepts(kind: str, rule, exact: bool = True) -> bool:
+    """Whether a module of ``kind`` can take ``rule``; ``exact=False`` for a glob's rule, which
+    reaches fewer modules (a glob's epsilon is meant for the layers with weights under it)."""
+    carry = isinstance(rule, (rules.Pass, rules.Gradient))
+    if kind == "linear":
+        return not carry
+    if kind in ("pool", "maxpool"):
+        return not isinstance(rule, rules.Pass)
+    if kind == "sum":
+        return isinstance(rule, rules.Epsilon)
+    if kind == "pass":
+        return carry or exact
+    if kind == "reshape":
+        return carry
+    if kind == "norm":
+        return isinstance(rule, rules.Epsilon) or (exact and carry)
+    return False
 
 
 def supported_names() -> str:
@@ -67,7 +118,7 @@ def supported_names() -> str:
 
 
 def _is_leaf(module: nn.Module) -> bool:
-    return isinstance(module, SUPPORTED_TYPES) or len(module._modules) == 0
+    return isinstance(module, SUPPORTED_TYPES + NOT_YET_TYPES) or len(module._modules) == 0
 
 
 class _Call:
@@ -81,6 +132,7 @@ class _Call:
         self.fold = None  # a BatchNorm folded into this layer
         self.output = None  # handed to _Propagate.forward, then dropped
         self.graph = None  # (output, input) of the module's own autograd graph, for Gradient
+        self.output_padding = None  # ConvTranspose: the output padding of the forward pass
 
     def relevance(self, R, inputs):
         """Relevance at the inputs, given relevance ``R`` at the output."""
@@ -88,6 +140,8 @@ class _Call:
             s = rules.divide(R, self.z, getattr(self.rule, "epsilon", rules.DEFAULT_EPSILON))
             return tuple((a * s).sum_to_size(a.shape) for a in inputs)
         (a,) = inputs
+        if self.kind == "softmax":  # each output's relevance moves to its logit: R_x = x R / y
+            return (a * rules.divide(R, self.z, 0.0),)
         op = self.op
         if self.graph is not None:  # the module's own backward, no recomputation
             output, original = self.graph
@@ -103,6 +157,8 @@ class _Call:
             bias = None if bias is None else bias.detach()
             if isinstance(self.module, nn.Linear):
                 op = ops.LinearOp(weight, bias)
+            elif isinstance(self.module, CONV_TRANSPOSE_TYPES):
+                op = ops.ConvTransposeOp(self.module, weight, bias, self.output_padding)
             else:
                 op = ops.ConvOp(self.module, weight, bias)
         return (self.rule.relevance(op, a, R, z=self.z),)
@@ -181,6 +237,7 @@ class Session:
         self.stack_types: list[str] = []
         self.leaf_depth = 0
         self.in_hook = False
+        self.hook_failed = False
         self.first_done = False
         self.records: dict[int, tuple] = {}
 
@@ -196,6 +253,9 @@ class Session:
         self.in_hook = True
         try:
             yield
+        except BaseException:
+            self.hook_failed = True  # our error, not the model's: explain must not relabel it
+            raise
         finally:
             self.in_hook = False
 
@@ -216,6 +276,12 @@ class Session:
             self.stack_types.append(type(module).__name__)
             self.leaf_depth += 1
             kind = self.kinds.get(module) or self.kinds.setdefault(module, _kind(module))
+            if kind is None and isinstance(module, NOT_YET_TYPES):
+                raise UnsupportedModuleError(
+                    f"module '{self.stack[-1]}' is torch.nn.{type(module).__name__}, which lrp_widgets does not "
+                    "support yet: it needs LRP rules of its own (attention, gated recurrence). Explain the part of "
+                    "the model before it."
+                )
             if kind is None:
                 raise UnsupportedModuleError(
                     f"module '{self.stack[-1]}' of type {type(module).__module__}.{type(module).__name__} has no LRP "
@@ -258,13 +324,15 @@ class Session:
 
     def _configure(self, call: _Call, inputs, output):
         """Choose the rule and the linear map of one call."""
-        module, composite = call.module, self.composite
-        named = composite.named_rule(call.name)
+        module, composite, kind = call.module, self.composite, call.kind
+        named = composite.named_rule(call.name, lambda rule: accepts(kind, rule, exact=False))
         z = output.detach()
-        if call.kind == "linear":
-            call.rule = composite.rule_for(call.name, module, is_first=not self.first_done)
+        if kind == "linear":
+            call.rule = composite.rule_for(call.name, module, not self.first_done, lambda r: accepts(kind, r, False))
             self.first_done = True
             call.z = z
+            if isinstance(module, CONV_TRANSPOSE_TYPES):
+                call.output_padding = ops.conv_transpose_output_padding(module, inputs[0], output)
             if isinstance(call.rule, rules.Flat) and isinstance(module, nn.Linear) and module.in_features > 1:
                 warnings.warn(
                     f"the flat rule on the dense layer '{call.name}' gives all {module.in_features} of its inputs the "
@@ -273,15 +341,15 @@ class Session:
                     LRPWarning,
                     stacklevel=2,
                 )
-        elif call.kind == "sum":
+        elif kind == "sum":
             # the epsilon rule on a sum; the composite may set its epsilon (Zero, Epsilon(e))
-            call.rule = composite.rule_for(call.name, module, is_first=False)
-            if not isinstance(call.rule, rules.Epsilon):
-                raise ValueError(f"'{call.name}' (Sum) takes an Epsilon or Zero rule, got {call.rule!r}")
+            call.rule = composite.rule_for(call.name, module, False, lambda r: accepts(kind, r, False))
             call.z = z
-        elif call.kind == "batchnorm":
+        elif kind == "batchnorm":
             previous = self.producer.get(id(inputs[0]))
-            if composite.fold_batchnorm and previous is not None and previous[0].kind == "linear" and previous[0].fold is None:
+            foldable = previous is not None and previous[0].kind == "linear" and previous[0].fold is None
+            # a ConvTranspose keeps its output channels on the weight's second axis: not folded
+            if composite.fold_batchnorm and foldable and not isinstance(previous[0].module, CONV_TRANSPOSE_TYPES):
                 linear = previous[0]
                 linear.fold = module
                 linear.z = z  # the folded layer's output is the BatchNorm's output
@@ -291,26 +359,60 @@ class Session:
                 shape = (1, -1) + (1,) * (inputs[0].dim() - 2)
                 call.op = ops.FunctionOp(lambda t, scale=scale.reshape(shape): t * scale)
                 call.rule, call.z = rules.Epsilon(), z
-        elif call.kind == "pool":
+            return
+        elif kind == "pool":
             call.op = ops.FunctionOp(module)
-            call.rule = named or composite.rule_for(call.name, module, is_first=False)
+            call.rule = composite.rule_for(call.name, module, False, lambda r: accepts(kind, r, False))
             call.z = z if isinstance(call.rule, rules.Epsilon) else None
-        elif call.kind == "maxpool":
+        elif kind == "maxpool":
             if named is not None:
                 call.op, call.rule = ops.FunctionOp(module), named
             elif composite.maxpool == "average":
-                call.op, call.rule = ops.FunctionOp(ops.max_pool_as_average(module)), composite.pool_rule()
+                adaptive = isinstance(module, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d))
+                average = ops.adaptive_max_pool_as_average(module) if adaptive else ops.max_pool_as_average(module)
+                call.op, call.rule = ops.FunctionOp(average), composite.pool_rule()
             else:
                 call.op, call.rule = ops.FunctionOp(module), rules.Gradient()
                 call.graph = (output, inputs[0])
-        else:  # pass, reshape
-            rule = named or rules.Pass()
-            if not isinstance(rule, (rules.Pass, rules.Gradient)):
-                raise ValueError(
-                    f"rule {rule!r} was given to '{call.name}' ({type(module).__name__}), which is not linear; "
-                    "only Pass or Gradient apply to it"
+        elif kind == "norm":
+            function, _ = ops.normalization(module, inputs[0])
+            call.op = ops.FunctionOp(function)
+            call.rule = named or composite.typed_rule(module) or rules.Epsilon()
+            call.z = z if isinstance(call.rule, rules.Epsilon) else None
+        elif kind == "softmax":
+            if call.name in composite.name_rules:  # a rule by exact name: refused below
+                call.rule = composite.name_rules[call.name]
+            else:
+                a = inputs[0]
+                if a.dim() != 2 or module.dim not in (1, -1):
+                    raise UnsupportedModuleError(
+                        f"module '{call.name}' ({type(module).__name__}, dim={module.dim}) on an input of shape "
+                        f"{tuple(a.shape)}: supported only as the model's last layer, over the classes of (N, classes) "
+                        "scores"
+                    )
+                call.z = z
+                return
+        else:  # pass (activations, dropout, identity), reshape
+            # an in-place activation must not write into the input the rules read
+            call.op = ops.FunctionOp((lambda t: module(t.clone())) if getattr(module, "inplace", False) else module)
+            call.rule = named or composite.typed_rule(module) or rules.Pass()
+            call.z = z if isinstance(call.rule, rules.Epsilon) else None
+        if not accepts(kind, call.rule):
+            raise CompositeError(
+                f"the composite gives {call.rule!r} to '{call.name}' ({type(module).__name__}), which cannot take it: "
+                f"{_TAKES[kind]}. Give that module another rule (or none); a glob pattern would skip it."
+            )
+
+    def check_softmax_last(self, output) -> None:
+        """A Softmax/LogSoftmax is supported only where its output is the model's output."""
+        last = self.producer.get(id(output))
+        for call in self.calls:
+            if call.kind == "softmax" and (last is None or last[0] is not call):
+                raise UnsupportedModuleError(
+                    f"module '{call.name}' ({type(call.module).__name__}) is supported only as the model's last "
+                    "layer (the explanation then starts from its input, the logits); inside a model (attention) "
+                    "it is not supported yet"
                 )
-            call.op, call.rule = ops.FunctionOp(module), rule
 
     @contextlib.contextmanager
     def attached(self):
