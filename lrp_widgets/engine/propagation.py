@@ -88,8 +88,8 @@ _TAKES = {
     "pass": "an element-wise activation, dropout or identity takes Pass (the default) or Gradient from a glob, "
     "and any rule by exact name or layer type (computed on the activation function)",
     "reshape": "a reshape takes Pass or Gradient",
-    "norm": "a normalisation takes Epsilon/Zero (the default: epsilon with the std held constant), or Pass or "
-    "Gradient by exact name or layer type",
+    "norm": "a normalisation takes Epsilon/Zero (by default the composite's epsilon for pooling, with the std "
+    "held constant), or Pass or Gradient by exact name or layer type",
     "softmax": "a final Softmax/LogSoftmax has a fixed treatment (the explanation starts from its input, the logits)",
 }
 
@@ -377,7 +377,9 @@ class Session:
         elif kind == "norm":
             function, _ = ops.normalization(module, inputs[0])
             call.op = ops.FunctionOp(function)
-            call.rule = named or composite.typed_rule(module) or rules.Epsilon()
+            # by default the epsilon the composite gives parameter-free linear maps (average pooling)
+            default = composite.pool_rule()
+            call.rule = named or composite.typed_rule(module) or (default if isinstance(default, rules.Epsilon) else rules.Epsilon())
             call.z = z if isinstance(call.rule, rules.Epsilon) else None
         elif kind == "softmax":
             if call.name in composite.name_rules:  # a rule by exact name: refused below
