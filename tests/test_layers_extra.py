@@ -269,3 +269,50 @@ def test_a_rule_a_module_cannot_take_is_a_composite_error():
     globbed = lrp_widgets.explain(model, x, composite=Composite(name_rules={"*": rules.Gamma(0.5)}))
     named = lrp_widgets.explain(model, x, composite=Composite(name_rules={"0": rules.Gamma(0.5), "2": rules.Gamma(0.5)}))
     torch.testing.assert_close(globbed.relevance, named.relevance)
+
+
+class TokenModel(nn.Module):
+    """Token embedding plus a position embedding (a constant: its input is not the model's)."""
+
+    def __init__(self, vocabulary=7, dim=3, length=4, classes=2):
+        super().__init__()
+        self.tokens = nn.Embedding(vocabulary, dim, padding_idx=0)
+        self.positions = nn.Embedding(length, dim)
+        self.add = lrp_widgets.Sum()
+        self.flat = nn.Flatten()
+        self.head = nn.Linear(length * dim, classes)
+
+    def forward(self, x):
+        where = torch.arange(x.shape[1])
+        return self.head(self.flat(self.add(self.tokens(x), self.positions(where)[None].expand(x.shape[0], -1, -1))))
+
+
+@pytest.mark.parametrize("rule", [rules.Epsilon(EPS), rules.Gamma(0.5)], ids=["epsilon", "gamma"])
+def test_embedding_is_a_lookup_explained_as_a_one_hot_linear_map(rule):
+    torch.manual_seed(9)
+    model = TokenModel()
+    tokens = torch.tensor([[3, 1, 0, 6], [2, 2, 5, 4]])
+    result = lrp_widgets.explain(model, tokens, composite=Composite({nn.Linear: rules.Epsilon(EPS)}, name_rules={"tokens": rule}),
+                                 layers=True)
+    assert result.relevance.shape == tokens.shape and result.relevance.dtype == torch.float64
+    W = model.tokens.weight.detach()
+    vocabulary, dim = W.shape
+    # the lookup of one sequence as an explicit matrix on the flattened one-hot input (L*V -> L*D)
+    M = torch.kron(torch.eye(4), W.T.contiguous())
+    if isinstance(rule, rules.Gamma):
+        M = M + rule.gamma * M.clamp(min=0)
+    R_embedding = result.layers["add"][0]  # relevance the Sum gave the token embedding's output
+    for n in range(2):
+        one_hot = torch.nn.functional.one_hot(tokens[n], vocabulary).double().flatten()
+        expected = epsilon_reference(M, torch.zeros(4 * dim), one_hot, R_embedding[n].flatten()).reshape(4, vocabulary).sum(1)
+        torch.testing.assert_close(result.relevance[n], expected, rtol=1e-10, atol=1e-12)
+    assert result.relevance[0, 2] == 0  # the padding token's vector is zero: no relevance
+    # the position embedding is a constant input: its share is what the Sum leaves out
+    assert torch.allclose(result.relevance.sum(1), R_embedding.flatten(1).sum(1), atol=1e-5)
+
+
+def test_embedding_with_lrp0_conserves_what_reaches_it():
+    torch.manual_seed(10)
+    model = nn.Sequential(nn.Embedding(5, 3), nn.Flatten(), nn.Linear(6, 2, bias=False))
+    result = lrp_widgets.explain(model, torch.tensor([[1, 4], [3, 3]]), composite="lrp0")
+    torch.testing.assert_close(result.relevance.sum(1), result.output.gather(1, result.target[:, None])[:, 0])

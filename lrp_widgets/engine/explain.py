@@ -155,6 +155,20 @@ def check_input(x, model: nn.Module | None = None, name: str = "x") -> torch.Ten
     return x
 
 
+def _token_input(x, model: nn.Module):
+    """``x`` as token indices when it holds integers and the model has an ``nn.Embedding``, else None."""
+    if not any(isinstance(m, nn.Embedding) for m in model.modules()):
+        return None
+    if isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.integer):
+        x = torch.as_tensor(x)
+    if not isinstance(x, torch.Tensor) or x.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        return None
+    if x.dim() == 0:
+        raise InputError("x is a scalar; pass a batch of token sequences with the samples along the first axis, e.g. x[None]")
+    device = _model_dtype_device(model)[1]
+    return x.to(device=device) if device is not None else x
+
+
 def _resolve_target(target, output: torch.Tensor) -> torch.Tensor:
     n, classes = output.shape
     if target is None:
@@ -233,14 +247,19 @@ def explain(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     composite = _composites.default_for(model) if composite is None else _composites.get(composite)
-    x = check_input(x, model)
+    tokens = _token_input(x, model)
+    x = check_input(x, model) if tokens is None else tokens
     session = Session(model, composite, record_layers=layers, masks=masks)
     with eval_mode(model):
         with torch.enable_grad():
-            leaf = x.detach().clone().requires_grad_(True)
+            if tokens is None:
+                leaf = x.detach().clone().requires_grad_(True)
+            else:  # token indices: their relevance arrives on a float leaf of the same shape
+                leaf = torch.zeros(tokens.shape, dtype=_model_dtype_device(model)[0], device=tokens.device, requires_grad=True)
+                session.tokens = (tokens, leaf)
             with session.attached():
                 try:
-                    output = model(leaf)
+                    output = model(leaf if tokens is None else tokens)
                 except LRPError:
                     raise
                 except Exception as error:

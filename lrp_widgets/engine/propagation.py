@@ -16,6 +16,7 @@ import contextlib
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
@@ -36,13 +37,15 @@ UPSAMPLE_TYPES = (nn.Upsample,)
 BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
 #: normalisations seen as linear maps with their standard deviation held constant (REFERENCE.md §7)
 NORM_TYPES = (nn.LayerNorm, nn.GroupNorm) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+#: a lookup: a linear map of the one-hot token, explained when it reads the model's (integer) input
+EMBEDDING_TYPES = (nn.Embedding,)
 #: supported as the model's last layer: the explanation starts from their input (the logits)
 SOFTMAX_TYPES = (nn.Softmax, nn.LogSoftmax)
 #: torch's own modules that need rules of their own: a clear "not supported yet"
 NOT_YET_TYPES = (nn.MultiheadAttention, nn.RNNBase)
 SUPPORTED_TYPES = (
     LINEAR_TYPES + PASS_TYPES + ACTIVATION_TYPES + RESHAPE_TYPES + MAXPOOL_TYPES + AVGPOOL_TYPES + UPSAMPLE_TYPES
-    + BATCHNORM_TYPES + NORM_TYPES + SOFTMAX_TYPES + (Sum,)
+    + BATCHNORM_TYPES + NORM_TYPES + SOFTMAX_TYPES + EMBEDDING_TYPES + (Sum,)
 )
 
 # Functions a forward may call outside modules: they move relevance as gradients should.
@@ -76,12 +79,15 @@ def _kind(module: nn.Module) -> str | None:
         return "norm"
     if isinstance(module, SOFTMAX_TYPES):
         return "softmax"
+    if isinstance(module, EMBEDDING_TYPES):
+        return "embedding"
     return None
 
 
 #: kind -> what its modules take, for the composite's error message
 _TAKES = {
     "linear": "a layer with weights takes Zero, Epsilon, Gamma, AlphaBeta, ZPlus, ZBox, Flat or WSquare",
+    "embedding": "an Embedding takes Zero, Epsilon, Gamma, AlphaBeta, ZPlus, ZBox, Flat or WSquare",
     "pool": "a pooling or upsampling layer takes any rule but Pass",
     "maxpool": "a pooling layer takes any rule but Pass",
     "sum": "a Sum takes Epsilon or Zero",
@@ -98,7 +104,7 @@ def accepts(kind: str, rule, exact: bool = True) -> bool:
     """Whether a module of ``kind`` can take ``rule``; ``exact=False`` for a glob's rule, which
     reaches fewer modules (a glob's epsilon is meant for the layers with weights under it)."""
     carry = isinstance(rule, (rules.Pass, rules.Gradient))
-    if kind == "linear":
+    if kind in ("linear", "embedding"):
         return not carry
     if kind in ("pool", "maxpool"):
         return not isinstance(rule, rules.Pass)
@@ -133,6 +139,7 @@ class _Call:
         self.output = None  # handed to _Propagate.forward, then dropped
         self.graph = None  # (output, input) of the module's own autograd graph, for Gradient
         self.output_padding = None  # ConvTranspose: the output padding of the forward pass
+        self.tokens = None  # Embedding: the token indices it looked up
 
     def relevance(self, R, inputs):
         """Relevance at the inputs, given relevance ``R`` at the output."""
@@ -142,6 +149,12 @@ class _Call:
         (a,) = inputs
         if self.kind == "softmax":  # each output's relevance moves to its logit: R_x = x R / y
             return (a * rules.divide(R, self.z, 0.0),)
+        if self.kind == "embedding":
+            # the lookup is the linear map one_hot(token) @ W: the rule runs on the one-hot input (N, ..., V),
+            # and a token's relevance is the sum over the vocabulary (only its own entry, for rules R = a c)
+            weight = self.module.weight.detach()
+            one_hot = F.one_hot(self.tokens, weight.shape[0]).to(R.dtype)
+            return (self.rule.relevance(ops.LinearOp(weight.T, None), one_hot, R, z=self.z).sum(-1),)
         op = self.op
         if self.graph is not None:  # the module's own backward, no recomputation
             output, original = self.graph
@@ -238,6 +251,7 @@ class Session:
         self.leaf_depth = 0
         self.in_hook = False
         self.hook_failed = False
+        self.tokens = None  # (token indices given to the model, the float leaf their relevance goes to)
         self.first_done = False
         self.records: dict[int, tuple] = {}
 
@@ -288,7 +302,15 @@ class Session:
                     f"rule. Supported layers: {supported_names()}, and containers whose forward composes them. "
                     "Rewrite it with supported modules (or explain the part of the model before it)."
                 )
-            if not any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+            tracked = any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+            if kind == "embedding" and self.tokens is not None and args and args[0] is self.tokens[0]:
+                if module.max_norm is not None:
+                    raise UnsupportedModuleError(
+                        f"module '{self.stack[-1]}' (Embedding with max_norm) renormalises its weights in place when "
+                        "called, which would change the model; explain a copy with max_norm=None"
+                    )
+                tracked = True
+            if not tracked:
                 self.pending.append(None)
                 return None
             self.pending.append(args)
@@ -315,6 +337,8 @@ class Session:
             call = _Call(self, module, name if count == 1 else f"{name}#{count}", self.kinds[module], len(self.calls))
             self.calls.append(call)
             inputs = tuple(a for a in original if isinstance(a, torch.Tensor))
+            if call.kind == "embedding":  # relevance flows to the token leaf, one value per token
+                call.tokens, inputs = inputs[0], (self.tokens[1],)
             self._configure(call, inputs, output)
             call.output = output.detach()
             result = _Propagate.apply(call, *inputs)
@@ -327,7 +351,7 @@ class Session:
         module, composite, kind = call.module, self.composite, call.kind
         named = composite.named_rule(call.name, lambda rule: accepts(kind, rule, exact=False))
         z = output.detach()
-        if kind == "linear":
+        if kind in ("linear", "embedding"):
             call.rule = composite.rule_for(call.name, module, not self.first_done, lambda r: accepts(kind, r, False))
             self.first_done = True
             call.z = z
