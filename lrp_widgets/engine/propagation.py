@@ -23,7 +23,7 @@ from torch.overrides import TorchFunctionMode
 from . import ops, rules
 from .canonizers import batchnorm_affine, fold_batchnorm
 from .composites import CONV_TRANSPOSE_TYPES, LINEAR_TYPES, Composite
-from .errors import CompositeError, FunctionalCallError, LRPWarning, UnsupportedModuleError
+from .errors import MODULE_FOR_FUNCTION, CompositeError, FunctionalCallError, LRPWarning, UnsupportedModuleError
 from .layers import Sum
 
 PASS_TYPES = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
@@ -212,11 +212,15 @@ class _Watch(TorchFunctionMode):
             if name not in _SAFE_FUNCTIONS and _tracks_relevance(args, kwargs):
                 where = session.stack[-1] if session.stack else "the model"
                 module = session.stack_types[-1] if session.stack_types else type(session.model).__name__
+                fix = MODULE_FOR_FUNCTION.get(name)
+                fix = f"use {fix} instead" if fix else (
+                    "Do it with a module instead: lrp_widgets.Sum for residual additions, nn.ReLU, nn.Flatten, "
+                    "nn.Linear, ..."
+                )
                 raise FunctionalCallError(
                     f"the forward of '{where}' ({module}) calls `{name}` on the data outside any module. "
-                    "LRP's hooks cannot see such a call, so relevance through it would be wrong. "
-                    "Do it with a module instead: lrp_widgets.Sum for residual additions, nn.ReLU, "
-                    "nn.Flatten, nn.Linear, ... (reshapes, indexing, torch.cat and F.relu are fine)."
+                    f"LRP's hooks cannot see such a call, so relevance through it would be wrong: {fix} "
+                    "(reshapes, indexing, torch.cat and F.relu are fine)."
                 )
         return func(*args, **kwargs)
 
