@@ -9,7 +9,10 @@ and one changed state, to PNG files headless.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -179,6 +182,24 @@ def render_one(name: str, out: Path, dpi: int = 100) -> list[Path]:
     return [default, changed]
 
 
+#: a tqdm progress bar's line (its percentage and bar)
+_BAR = re.compile(r"\d+%\|")
+
+
+@contextlib.contextmanager
+def _quiet_progress_bars():
+    """Progress bars written to stderr while explorers precompute are dropped (they would be
+    interleaved with the gallery's own lines); anything else written there is passed on."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    finally:
+        kept = [line for line in re.split(r"[\r\n]+", captured.getvalue()) if line.strip() and not _BAR.search(line)]
+        if kept:
+            print("\n".join(kept), file=sys.stderr)
+
+
 def render_gallery(out: Path, names=None, progress: bool = True, dpi: int = 100) -> list[Path]:
     """Render each explorer's default view and one changed state to ``out/<Name>[_changed].png``.
 
@@ -206,7 +227,8 @@ def render_gallery(out: Path, names=None, progress: bool = True, dpi: int = 100)
                 print(f"{name}: skipped, lrp_widgets.widgets.{modules[name]} does not exist yet", file=sys.stderr)
             continue
         try:
-            paths = render_one(name, out, dpi)
+            with _quiet_progress_bars():
+                paths = render_one(name, out, dpi)
         except Exception as error:  # noqa: BLE001 - reported together at the end
             failures[name] = f"{type(error).__name__}: {error}"
             if progress:

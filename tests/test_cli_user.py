@@ -74,3 +74,25 @@ def test_version_names_the_package_version():
 
     done = _run_command("--version")
     assert f"lrp-widgets {lrp_widgets.__version__}" in done.stdout
+
+
+def test_the_gallery_output_has_no_progress_bars_but_keeps_other_messages(tmp_path, monkeypatch, capsys):
+    from tqdm.auto import tqdm
+
+    from tests.test_gallery import TinyExplorer
+
+    class BusyExplorer(TinyExplorer):
+        def __init__(self):
+            for _ in tqdm(range(3), desc="precomputing"):
+                pass
+            print("note: something worth reading", file=sys.stderr)
+            super().__init__()
+
+    monkeypatch.setattr(cli, "GALLERY", {"BusyExplorer": {"shift": 4}})
+    monkeypatch.setattr(cli, "MODULES", {"BusyExplorer": "busy"})
+    monkeypatch.setattr(cli, "explorer_class", lambda name: BusyExplorer)
+    assert cli.main(["gallery", "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "precomputing" not in captured.err and "%|" not in captured.err
+    assert "note: something worth reading" in captured.err
+    assert "BusyExplorer:" in captured.out and "wrote 2 pictures" in captured.out
