@@ -60,27 +60,25 @@ _SAFE_FUNCTIONS = {
 }
 
 
+#: layer families in lookup order: the first whose types match gives a module's kind
+_FAMILIES = (
+    ((Sum,), "sum"),
+    (LINEAR_TYPES, "linear"),
+    (BATCHNORM_TYPES, "batchnorm"),
+    (MAXPOOL_TYPES, "maxpool"),
+    (AVGPOOL_TYPES + UPSAMPLE_TYPES, "pool"),
+    (RESHAPE_TYPES, "reshape"),
+    (PASS_TYPES + ACTIVATION_TYPES, "pass"),
+    (NORM_TYPES, "norm"),
+    (SOFTMAX_TYPES, "softmax"),
+    (EMBEDDING_TYPES, "embedding"),
+)
+
+
 def _kind(module: nn.Module) -> str | None:
-    if isinstance(module, Sum):
-        return "sum"
-    if isinstance(module, LINEAR_TYPES):
-        return "linear"
-    if isinstance(module, BATCHNORM_TYPES):
-        return "batchnorm"
-    if isinstance(module, MAXPOOL_TYPES):
-        return "maxpool"
-    if isinstance(module, AVGPOOL_TYPES + UPSAMPLE_TYPES):
-        return "pool"
-    if isinstance(module, RESHAPE_TYPES):
-        return "reshape"
-    if isinstance(module, PASS_TYPES + ACTIVATION_TYPES):
-        return "pass"
-    if isinstance(module, NORM_TYPES):
-        return "norm"
-    if isinstance(module, SOFTMAX_TYPES):
-        return "softmax"
-    if isinstance(module, EMBEDDING_TYPES):
-        return "embedding"
+    for types, kind in _FAMILIES:
+        if isinstance(module, types):
+            return kind
     return None
 
 
