@@ -316,3 +316,29 @@ def test_embedding_with_lrp0_conserves_what_reaches_it():
     model = nn.Sequential(nn.Embedding(5, 3), nn.Flatten(), nn.Linear(6, 2, bias=False))
     result = lrp_widgets.explain(model, torch.tensor([[1, 4], [3, 3]]), composite="lrp0")
     torch.testing.assert_close(result.relevance.sum(1), result.output.gather(1, result.target[:, None])[:, 0])
+
+
+@pytest.mark.skipif(not hasattr(nn, "RMSNorm"), reason="torch has no nn.RMSNorm")
+def test_rms_norm_is_epsilon_on_the_map_with_the_rms_held_constant():
+    torch.manual_seed(11)
+    norm = nn.RMSNorm(4, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.rand(4) + 0.5)
+    x, R = torch.randn(3, 4), torch.randn(3, 4)
+    result = lrp_widgets.explain(nn.Sequential(norm), x, composite="epsilon", initial_relevance=R)
+    for n in range(3):
+        A = torch.diag(norm.weight.detach() / torch.sqrt(x[n].pow(2).mean() + 1e-5))
+        torch.testing.assert_close(result.relevance[n], epsilon_reference(A, torch.zeros(4), x[n], R[n]), rtol=1e-9, atol=1e-10)
+
+
+def test_token_ids_not_read_by_an_embedding_are_a_clear_error():
+    class Converts(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.flat = nn.Embedding(5, 2), nn.Flatten()
+
+        def forward(self, x):
+            return self.flat(self.embed(x.clone()))  # the embedding reads a copy, not x
+
+    with pytest.raises(lrp_widgets.InputError, match="no nn.Embedding read x itself"):
+        lrp_widgets.explain(Converts(), torch.tensor([[1, 2]]))

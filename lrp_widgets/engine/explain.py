@@ -294,6 +294,11 @@ def explain(
                     raise InputError(
                         f"initial_relevance has shape {tuple(start.shape)}, the output {tuple(scores.shape)}; they must match"
                     )
+            if tokens is not None and not any(call.kind == "embedding" for call in session.calls):
+                raise InputError(
+                    "x holds integers (token ids) but no nn.Embedding read x itself; token ids are explained where "
+                    "an nn.Embedding looks them up (pass x to it unchanged), other inputs must be floats"
+                )
             if not scores.requires_grad:
                 raise InputError("the model's output does not depend on x through any module; nothing to explain")
             (relevance,) = torch.autograd.grad(scores, leaf, start, allow_unused=True)

@@ -128,8 +128,8 @@ def conv_transpose_output_padding(module: nn.modules.conv._ConvTransposeNd, a: t
 def normalization(module: nn.Module, a: torch.Tensor):
     """LayerNorm/GroupNorm/RMSNorm as a linear map of the input: the standard deviation (RMS) of
     ``a`` is held constant (REFERENCE.md §7, AttnLRP's identity rule on the division), the mean
-    subtraction and the affine part stay as they are. Returns ``(function, bias)``: the map without
-    its bias, and the bias (or None), so that ``function(a) + bias`` is the module's output."""
+    subtraction and the affine part stay as they are. Returns the map without its bias (the bias
+    is constant, so the rules see it only through the layer's output ``z``)."""
     if isinstance(module, nn.GroupNorm):
         n, c = a.shape[:2]
         grouped = a.detach().reshape(n, module.num_groups, -1)
@@ -141,8 +141,7 @@ def normalization(module: nn.Module, a: torch.Tensor):
             out = ((g - g.mean(-1, keepdim=True)) / std).reshape(t.shape)
             return out * module.weight.detach().reshape(shape) if module.weight is not None else out
 
-        bias = None if module.bias is None else module.bias.detach().reshape(shape)
-        return function, bias
+        return function
     dims = tuple(range(-len(module.normalized_shape), 0))
     weight = None if module.weight is None else module.weight.detach()
     if isinstance(module, nn.LayerNorm):
@@ -151,7 +150,6 @@ def normalization(module: nn.Module, a: torch.Tensor):
         def centre(t):
             return t - t.mean(dims, keepdim=True)
 
-        bias = None if module.bias is None else module.bias.detach()
     else:  # RMSNorm: no mean subtraction, no bias
         eps = module.eps if module.eps is not None else torch.finfo(a.dtype).eps
         std = torch.sqrt(a.detach().pow(2).mean(dims, keepdim=True) + eps)
@@ -159,13 +157,11 @@ def normalization(module: nn.Module, a: torch.Tensor):
         def centre(t):
             return t
 
-        bias = None
-
     def function(t):
         out = centre(t) / std
         return out * weight if weight is not None else out
 
-    return function, bias
+    return function
 
 
 def adaptive_max_pool_as_average(module: nn.Module):

@@ -401,8 +401,7 @@ class Session:
                 call.op, call.rule = ops.FunctionOp(module), rules.Gradient()
                 call.graph = (output, inputs[0])
         elif kind == "norm":
-            function, _ = ops.normalization(module, inputs[0])
-            call.op = ops.FunctionOp(function)
+            call.op = ops.FunctionOp(ops.normalization(module, inputs[0]))
             # by default the epsilon the composite gives parameter-free linear maps (average pooling)
             default = composite.pool_rule()
             call.rule = named or composite.typed_rule(module) or (default if isinstance(default, rules.Epsilon) else rules.Epsilon())
