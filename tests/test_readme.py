@@ -42,3 +42,10 @@ def test_run_all_refuses_to_time_on_a_busy_machine():
     done = subprocess.run([sys.executable, "benchmarks/run_all.py", "engine", "--max-load", "-1"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "other jobs would distort the timings" in done.stderr
+
+
+def test_the_zoo_snippet_runs_as_written():
+    (code,) = re.findall(r"```python\n(.*?)```", section("Model zoo and data"), re.DOTALL)
+    namespace = {}
+    exec(compile(code, "README.md: Model zoo and data", "exec"), namespace)  # noqa: S102
+    assert namespace["digits"].test.x.shape[1:] == (1, 8, 8)
