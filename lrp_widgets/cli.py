@@ -1,19 +1,25 @@
 """The ``lrp-widgets`` command: open the tutorials in JupyterLab, or render the widget gallery.
 
-``lrp-widgets lab [--dir DIR]`` copies the tutorial notebooks to ``DIR`` (default
+``lrp-widgets lab [--dir DIR] [JUPYTER OPTIONS]`` copies the tutorial notebooks to ``DIR`` (default
 ``./lrp_widgets_tutorials``; existing files are never overwritten, so your edits are safe) and
-starts JupyterLab there. ``lrp-widgets gallery --out DIR`` renders every explorer's default view,
+starts JupyterLab there; options it does not know (``--port 8899 --allow-root --no-browser``), and
+everything after ``--``, go to JupyterLab as they are. ``lrp-widgets gallery --out DIR`` renders every explorer's default view,
 and one changed state, to PNG files headless.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from .widgets.registry import EXPLORERS as _REGISTRY
+# Nothing heavy is imported at module level (no torch, matplotlib or widgets): ``lrp-widgets
+# --help`` and ``--version`` answer at once; each command imports what it needs.
 
 #: explorer -> the control changes for its "changed" picture. "largest" means the control's last
 #: option (a selection) or its maximum (a slider).
@@ -25,8 +31,20 @@ GALLERY = {
     "PathExplorer": {"k": 10},
 }
 
-#: explorer -> its module in lrp_widgets.widgets (from the one explorer registry)
-MODULES = {entry.class_name: entry.module.rsplit(".", 1)[1] for entry in _REGISTRY.values()}
+
+def __getattr__(name: str):
+    # ``MODULES``: explorer -> its module in lrp_widgets.widgets (from the one explorer registry), read on
+    # first use so that importing this module does not import the widgets
+    if name == "MODULES":
+        from .widgets.registry import EXPLORERS
+
+        globals()["MODULES"] = {entry.class_name: entry.module.rsplit(".", 1)[1] for entry in EXPLORERS.values()}
+        return globals()["MODULES"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _modules() -> dict:
+    return globals()["MODULES"] if "MODULES" in globals() else __getattr__("MODULES")
 
 
 def tutorials_dir() -> Path:
@@ -60,6 +78,9 @@ def lab(args) -> int:
     first = destination / "01_lrp_basics.ipynb"
     if first.exists():
         command.append(str(first))
+    command += args.jupyter_args
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in args.jupyter_args:
+        print("running as root: JupyterLab refuses unless asked, e.g. `lrp-widgets lab --allow-root`", file=sys.stderr)
     try:
         return subprocess.call(command)
     except FileNotFoundError:  # pragma: no cover
@@ -82,9 +103,10 @@ def explorer_class(name: str):
     """
     import importlib
 
-    if name not in MODULES:
-        raise ValueError(f"unknown explorer {name!r}; known: {', '.join(MODULES)}")
-    module = f"lrp_widgets.widgets.{MODULES[name]}"
+    modules = _modules()
+    if name not in modules:
+        raise ValueError(f"unknown explorer {name!r}; known: {', '.join(modules)}")
+    module = f"lrp_widgets.widgets.{modules[name]}"
     try:
         return getattr(importlib.import_module(module), name)
     except ModuleNotFoundError as error:
@@ -137,7 +159,7 @@ def render_one(name: str, out: Path, dpi: int = 100) -> list[Path]:
     """
     cls = explorer_class(name)
     if cls is None:
-        raise ModuleNotFoundError(f"{name}: lrp_widgets.widgets.{MODULES[name]} does not exist")
+        raise ModuleNotFoundError(f"{name}: lrp_widgets.widgets.{_modules()[name]} does not exist")
     explorer = cls()
     if explorer.last_error:
         raise RuntimeError(f"failed to draw its default view: {explorer.last_error}")
@@ -159,6 +181,24 @@ def render_one(name: str, out: Path, dpi: int = 100) -> list[Path]:
     return [default, changed]
 
 
+#: a tqdm progress bar's line (its percentage and bar)
+_BAR = re.compile(r"\d+%\|")
+
+
+@contextlib.contextmanager
+def _quiet_progress_bars():
+    """Progress bars written to stderr while explorers precompute are dropped (they would be
+    interleaved with the gallery's own lines); anything else written there is passed on."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    finally:
+        kept = [line for line in re.split(r"[\r\n]+", captured.getvalue()) if line.strip() and not _BAR.search(line)]
+        if kept:
+            print("\n".join(kept), file=sys.stderr)
+
+
 def render_gallery(out: Path, names=None, progress: bool = True, dpi: int = 100) -> list[Path]:
     """Render each explorer's default view and one changed state to ``out/<Name>[_changed].png``.
 
@@ -175,17 +215,19 @@ def render_gallery(out: Path, names=None, progress: bool = True, dpi: int = 100)
     out.mkdir(parents=True, exist_ok=True)
     explicit = bool(names)
     names = list(names or GALLERY)
+    modules = _modules()
     for name in names:
-        if name not in MODULES:
-            raise ValueError(f"unknown explorer {name!r}; known: {', '.join(MODULES)}")
+        if name not in modules:
+            raise ValueError(f"unknown explorer {name!r}; known: {', '.join(modules)}")
     written, failures = [], {}
     for name in names:
         if not explicit and explorer_class(name) is None:
             if progress:
-                print(f"{name}: skipped, lrp_widgets.widgets.{MODULES[name]} does not exist yet", file=sys.stderr)
+                print(f"{name}: skipped, lrp_widgets.widgets.{modules[name]} does not exist yet", file=sys.stderr)
             continue
         try:
-            paths = render_one(name, out, dpi)
+            with _quiet_progress_bars():
+                paths = render_one(name, out, dpi)
         except Exception as error:  # noqa: BLE001 - reported together at the end
             failures[name] = f"{type(error).__name__}: {error}"
             if progress:
@@ -208,19 +250,45 @@ def gallery(args) -> int:
     print(f"wrote {len(written)} pictures to {Path(args.out).resolve()}")
     return 0
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="lrp-widgets", description=__doc__.splitlines()[0])
+def _parser() -> argparse.ArgumentParser:
+    # allow_abbrev=False: `--no-browser` (JupyterLab's) must not match our `--no-browser-launch`
+    parser = argparse.ArgumentParser(prog="lrp-widgets", description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"lrp-widgets {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    lab_parser = commands.add_parser("lab", help="copy the tutorials to a folder and open JupyterLab there")
+    lab_parser = commands.add_parser(
+        "lab",
+        help="copy the tutorials to a folder and open JupyterLab there",
+        description="Copy the tutorials to a folder and open JupyterLab there. Options not listed here "
+        "(e.g. --port 8899 --allow-root --no-browser), and everything after --, are passed to JupyterLab.",
+        allow_abbrev=False,
+    )
     lab_parser.add_argument("--dir", default="lrp_widgets_tutorials", help="folder for the notebooks")
-    lab_parser.add_argument("--no-browser-launch", action="store_true", help="only copy the notebooks")
-    lab_parser.set_defaults(run=lab)
-    gallery_parser = commands.add_parser("gallery", help="render every explorer to PNG files")
+    lab_parser.add_argument("--no-browser-launch", action="store_true", help="only copy the notebooks; start nothing")
+    lab_parser.set_defaults(run=lab, forwards=True)
+    gallery_parser = commands.add_parser("gallery", help="render every explorer to PNG files", allow_abbrev=False)
     gallery_parser.add_argument("--out", required=True, help="output folder")
     gallery_parser.add_argument("--only", nargs="*", choices=list(GALLERY), help="just these explorers")
     gallery_parser.add_argument("--dpi", type=int, default=100, help="resolution of the pictures (default 100)")
-    gallery_parser.set_defaults(run=gallery)
-    args = parser.parse_args(argv)
+    gallery_parser.set_defaults(run=gallery, forwards=False)
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # everything after a bare `--` belongs to JupyterLab, whatever it looks like
+    cut = argv.index("--") if "--" in argv else len(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv[:cut])
+    passed = unknown + argv[cut + 1:]
+    if passed and not args.forwards:
+        parser.error(f"unrecognized arguments: {' '.join(passed)}")
+    args.jupyter_args = passed
     return args.run(args)
 
 

@@ -23,7 +23,7 @@ Examples
 >>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
 >>> result = lrp_widgets.explain(model, torch.rand(5, 4))
 >>> display.summarize(result).splitlines()[0]
-'Explanation of 5 samples of shape (4,), composite epsilon_plus_flat'
+'Explanation of 5 samples of shape (4,), composite epsilon_plus'
 >>> display.to_png(result)[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
 True
 """

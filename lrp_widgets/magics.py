@@ -129,7 +129,7 @@ class LRPMagics(Magics):
     @argument("model", help="name (or expression) of a torch.nn.Module in the notebook, or an lrp_widgets ESN")
     @argument("x", help="the inputs: a name or expression giving a tensor or array (N, ...), e.g. data.x[:4]")
     @argument("--composite", "-c", default=None,
-              help="a composite name (epsilon_plus_flat by default, epsilon, lrp0, ...) or a Composite in the notebook")
+              help="a composite name (chosen by the model by default: epsilon_plus_flat for a convolutional first layer, else epsilon_plus; epsilon, lrp0, ...) or a Composite in the notebook")
     @argument("--target", "-t", default=None,
               help="class to explain: an int, a list, or an expression (default: the predicted class)")
     @line_magic
@@ -184,7 +184,7 @@ class LRPMagics(Magics):
         from .engine import composites
 
         if name is None:
-            return "epsilon_plus_flat"
+            return None  # explain chooses by the model (composites.default_for)
         if name in composites.NAMES:
             return name
         if name.isidentifier() and name not in self.shell.user_ns:

@@ -5,7 +5,13 @@ in this order: ``name_rules`` (exact module name or a glob such as ``"features.*
 ``first`` (the first Linear/Conv layer the input reaches), then ``layer_rules`` (by
 ``isinstance``, in the order given). Linear/Conv and average-pooling layers no entry matches get the epsilon rule.
 Activations, dropout, reshapes and pooling have fixed treatments (see ``propagation.py``)
-unless a name rule says otherwise.
+unless a name or type entry says otherwise.
+
+A rule given to a module that cannot take it (``Pass`` to a Linear, ``Epsilon`` to a Flatten, ...)
+is a :class:`~lrp_widgets.engine.errors.CompositeError` naming the rule and the module. Glob
+patterns are the exception: a glob gives its rule only to the modules under it that take that
+rule and skips the others, so ``"classifier.*": Epsilon(0.01)`` reaches the Linear layers of the
+classifier and leaves its Flatten, ReLU and Dropout as they are.
 
 Examples
 --------
@@ -37,6 +43,7 @@ __all__ = [
     "NAMES",
     "register_composite",
     "get",
+    "default_for",
 ]
 
 #: name -> factory; filled by :func:`register_composite`.
@@ -66,9 +73,11 @@ def register_composite(name: str):
 
 # Old names of the layer families in ``types.py``, kept importable.
 CONV_TYPES = types.CONV
+CONV_TRANSPOSE_TYPES = types.CONV_TRANSPOSE
 LINEAR_TYPES = types.LINEAR
-#: Average pooling and residual sums are linear; every factory gives them the composite's epsilon.
-POOL_TYPES = types.AVGPOOL + types.SUM
+#: Average pooling, upsampling (nearest, linear, bilinear, ...) and residual sums are linear and have
+#: no parameters; every factory gives them the composite's epsilon.
+POOL_TYPES = types.AVGPOOL + types.UPSAMPLE + types.SUM
 
 
 @dataclass(frozen=True)
@@ -107,26 +116,35 @@ class Composite:
             if rule is not None and not isinstance(rule, rules.Rule):
                 raise TypeError(f"composite entry {key!r} maps to {rule!r}, which is not an lrp_widgets rule")
 
-    def named_rule(self, name: str) -> rules.Rule | None:
-        """The rule a name entry gives the module called ``name``, if any."""
+    def named_rule(self, name: str, accepts=None) -> rules.Rule | None:
+        """The rule a name entry gives the module called ``name``, if any.
+
+        An exact name always gives its rule. A glob pattern gives it only where ``accepts(rule)``
+        (when given) is true: globs skip the modules their rule does not apply to.
+        """
         if name in self.name_rules:
             return self.name_rules[name]
         for pattern, rule in self.name_rules.items():
-            if fnmatch.fnmatchcase(name, pattern):
+            if fnmatch.fnmatchcase(name, pattern) and (accepts is None or accepts(rule)):
                 return rule
         return None
 
-    def rule_for(self, name: str, module: nn.Module, is_first: bool) -> rules.Rule:
+    def typed_rule(self, module: nn.Module) -> rules.Rule | None:
+        """The rule the first ``layer_rules`` entry matching ``module``'s type gives, if any."""
+        for layer_types, rule in self.layer_rules.items():
+            if isinstance(module, layer_types):
+                return rule
+        return None
+
+    def rule_for(self, name: str, module: nn.Module, is_first: bool, accepts=None) -> rules.Rule:
         """The rule of a Linear/Conv (or pooling) layer."""
-        rule = self.named_rule(name)
+        rule = self.named_rule(name, accepts)
         if rule is not None:
             return rule
         if is_first and self.first is not None:
             return self.first
-        for layer_types, rule in self.layer_rules.items():
-            if isinstance(module, layer_types):
-                return rule
-        return rules.Epsilon()
+        rule = self.typed_rule(module)
+        return rules.Epsilon() if rule is None else rule
 
 
     def pool_rule(self) -> rules.Rule:
@@ -192,6 +210,21 @@ def epsilon_alpha2_beta1(epsilon: float = 1e-6) -> Composite:
     )
 
 
+
+
+def default_for(model: nn.Module) -> Composite:
+    """The composite ``explain`` uses when none is given: chosen by the model's first layer.
+
+    ``epsilon_plus_flat`` when the model's first Linear/Conv module (in ``model.modules()`` order,
+    which is the forward order of a Sequential) is a convolution: flat spreads relevance over each
+    filter's small receptive field. Otherwise ``epsilon_plus`` (epsilon on dense layers, z+ on
+    convolutions): on a dense first layer every neuron sees the whole input, so flat would give
+    every input element the same relevance, a constant map.
+    """
+    for module in model.modules():
+        if isinstance(module, LINEAR_TYPES):
+            return epsilon_plus_flat() if isinstance(module, CONV_TYPES) else epsilon_plus()
+    return epsilon_plus()
 
 
 def get(composite) -> Composite:

@@ -20,3 +20,37 @@ class FunctionalCallError(LRPError):
 
 class InputError(LRPError, ValueError):
     """Input data, target or model output that the engine cannot explain."""
+
+
+class LRPWarning(UserWarning):
+    """A result that is computed as asked but is probably not what was meant."""
+
+
+class CompositeError(LRPError, ValueError):
+    """A composite gives a rule to a module that cannot take it (named in the message)."""
+
+
+#: a functional call -> the module that does it visibly (named in the error)
+MODULE_FOR_FUNCTION = {
+    "mean": "nn.AdaptiveAvgPool2d(1) then nn.Flatten() for a global average over space (AdaptiveAvgPool1d(1) "
+    "for sequences)",
+    "sum": "nn.AdaptiveAvgPool2d(1) then nn.Flatten() (a sum over space is an average times a constant)",
+    "amax": "nn.AdaptiveMaxPool2d(1) then nn.Flatten() for a global maximum over space",
+    "max": "nn.AdaptiveMaxPool2d(1) then nn.Flatten() for a global maximum over space",
+    "add": "lrp_widgets.Sum for residual additions",
+    "__add__": "lrp_widgets.Sum for residual additions",
+    "__iadd__": "lrp_widgets.Sum for residual additions",
+    "softmax": "nn.Softmax as the model's last layer",
+    "log_softmax": "nn.LogSoftmax as the model's last layer",
+    "gelu": "nn.GELU",
+    "silu": "nn.SiLU",
+    "elu": "nn.ELU",
+    "softplus": "nn.Softplus",
+    "layer_norm": "nn.LayerNorm",
+    "group_norm": "nn.GroupNorm",
+    "interpolate": "nn.Upsample",
+    "adaptive_avg_pool2d": "nn.AdaptiveAvgPool2d",
+    "avg_pool2d": "nn.AvgPool2d",
+    "linear": "nn.Linear",
+    "conv2d": "nn.Conv2d",
+}

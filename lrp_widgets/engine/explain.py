@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from . import composites as _composites
-from .checks import FILL_VALUE_THRESHOLD, check_input, resolve_target
+from .checks import FILL_VALUE_THRESHOLD, _model_dtype_device, check_input, resolve_target
 from .errors import InputError, LRPError
 from .modes import eval_mode
 from .propagation import Session
@@ -148,16 +148,32 @@ class Explanation(Result):
         }
 
 
+def _token_input(x, model: nn.Module):
+    """``x`` as token indices when it holds integers and the model has an ``nn.Embedding``, else None."""
+    if not any(isinstance(m, nn.Embedding) for m in model.modules()):
+        return None
+    if isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.integer):
+        x = torch.as_tensor(x)
+    if not isinstance(x, torch.Tensor) or x.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        return None
+    if x.dim() == 0:
+        raise InputError("x is a scalar; pass a batch of token sequences with the samples along the first axis, e.g. x[None]")
+    device = _model_dtype_device(model)[1]
+    return x.to(device=device) if device is not None else x
+
+
 @keyword_arguments("target", "composite", "layers", "initial_relevance", "masks")
 def explain(
     model: nn.Module,
     x,
     *,
     target=None,
-    composite="epsilon_plus_flat",
+    composite=None,
     layers: bool = False,
     initial_relevance: torch.Tensor | None = None,
     masks: dict | None = None,
+    output=None,
+    classes=None,
 ) -> Explanation:
     """Explain a model's output for a batch with Layer-wise Relevance Propagation.
 
@@ -169,11 +185,16 @@ def explain(
         changed: parameters, hooks and train/eval mode are as before when this returns.
     x : tensor or array, shape (N, ...)
         A batch of inputs. NaN, inf and fill values (>= 1e10) are rejected.
-    target : None, int or sequence of int
-        The class to explain per sample; ``None`` explains the predicted class.
-    composite : Composite, factory or str
-        Which rule each layer gets, e.g. ``"epsilon_plus_flat"`` (default), ``"epsilon"``,
-        ``"lrp0"``, ``composites.epsilon_gamma_box(0, 1)``.
+    target : None, int, str or sequence of them
+        The class to explain per sample; ``None`` explains the predicted class. A class name
+        (``"cat"``) is looked up in ``classes``, else in the model's ``classes`` /
+        ``class_names`` attribute or ``config.id2label`` (Hugging Face).
+    composite : Composite, factory, str or None
+        Which rule each layer gets, e.g. ``"epsilon_plus_flat"``, ``"epsilon"``, ``"lrp0"``,
+        ``composites.epsilon_gamma_box(0, 1)``. ``None`` (default) chooses by the model
+        (:func:`composites.default_for`): ``epsilon_plus_flat`` when the first Linear/Conv layer
+        is a convolution, else ``epsilon_plus`` (flat on a dense first layer would give a
+        constant map).
     layers : bool
         Also return the relevance at every module's input (``.layers``).
     initial_relevance : tensor, optional
@@ -184,6 +205,13 @@ def explain(
         function of the relevance there). The relevance arriving at the module's output is
         multiplied by it before the module's rule runs, so only the selected neurons pass
         relevance further down. Unknown names raise an error.
+
+    output : None, str, int or callable
+        Which of the model's outputs to explain when it returns a tuple, a dict or an object
+        (Hugging Face style): a key or attribute (``output="logits"``), an index (``output=0``)
+        or a function of the model's return value (``output=lambda out: out.logits[:, -1]``).
+    classes : sequence of str, optional
+        The names of the model's outputs, in order (e.g. ``data.classes``), for ``target`` names.
 
     Returns
     -------
@@ -200,37 +228,52 @@ def explain(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    composite = _composites.get(composite)
-    x = check_input(x, model)
+    _check_not_meta(model, x)
+    composite = _composites.default_for(model) if composite is None else _composites.get(composite)
+    tokens = _token_input(x, model)
+    x = check_input(x, model) if tokens is None else tokens
     session = Session(model, composite, record_layers=layers, masks=masks)
     with eval_mode(model):
         with torch.enable_grad():
-            leaf = x.detach().clone().requires_grad_(True)
+            if tokens is None:
+                leaf = x.detach().clone().requires_grad_(True)
+            else:  # token indices: their relevance arrives on a float leaf of the same shape
+                leaf = torch.zeros(tokens.shape, dtype=_model_dtype_device(model)[0], device=tokens.device, requires_grad=True)
+                session.tokens = (tokens, leaf)
             with session.attached():
                 try:
-                    output = model(leaf)
+                    raw = model(leaf if tokens is None else tokens)
                 except LRPError:
                     raise
                 except Exception as error:
+                    if session.hook_failed:  # raised by our own code, not by the model: as it is
+                        raise
                     raise InputError(
                         f"the model rejected an input of shape {tuple(x.shape)}: {type(error).__name__}: {error}. "
                         "Pass a batch shaped as the model expects, with the samples along the first axis."
                     ) from error
-            output = _check_output(output)
-            target_index = resolve_target(target, output.detach())
+                scores = _select_output(raw, output)
+                session.check_softmax_last(scores)
+            scores = _check_output(scores)
+            target_index = resolve_target(_class_indices(target, classes, model), scores.detach())
             if initial_relevance is None:
-                start = torch.zeros_like(output)
-                start.scatter_(1, target_index[:, None], output.detach().gather(1, target_index[:, None]))
+                start = torch.zeros_like(scores)
+                start.scatter_(1, target_index[:, None], scores.detach().gather(1, target_index[:, None]))
             else:
-                start = torch.as_tensor(initial_relevance, dtype=output.dtype, device=output.device)
-                if start.shape != output.shape:
+                start = torch.as_tensor(initial_relevance, dtype=scores.dtype, device=scores.device)
+                if start.shape != scores.shape:
                     raise InputError(
-                        f"initial_relevance has shape {tuple(start.shape)}, the output {tuple(output.shape)}; they must match"
+                        f"initial_relevance has shape {tuple(start.shape)}, the output {tuple(scores.shape)}; they must match"
                     )
-            if not output.requires_grad:
+            if tokens is not None and not any(call.kind == "embedding" for call in session.calls):
+                raise InputError(
+                    "x holds integers (token ids) but no nn.Embedding read x itself; token ids are explained where "
+                    "an nn.Embedding looks them up (pass x to it unchanged), other inputs must be floats"
+                )
+            if not scores.requires_grad:
                 raise InputError("the model's output does not depend on x through any module; nothing to explain")
             try:
-                (relevance,) = torch.autograd.grad(output, leaf, start, allow_unused=True)
+                (relevance,) = torch.autograd.grad(scores, leaf, start, allow_unused=True)
             finally:
                 session.folding.remove()
             if relevance is None:
@@ -247,7 +290,7 @@ def explain(
     layer_map = OrderedDict((name, tensors) for _, (name, tensors) in ordered) if layers else None
     return Explanation(
         relevance=relevance.detach(),
-        output=output.detach(),
+        output=scores.detach(),
         target=target_index,
         layers=layer_map,
         composite=composite,
@@ -258,6 +301,75 @@ def explain(
 def _per_sample_sum(tensors) -> torch.Tensor:
     tensors = tensors if isinstance(tensors, tuple) else (tensors,)
     return sum(t.flatten(1).sum(1) if t.dim() > 1 else t for t in tensors)
+
+
+def _check_not_meta(model: nn.Module, x) -> None:
+    """Tensors on the ``meta`` device have shapes but no values: nothing to explain."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    if any(t.device.type == "meta" for t in tensors):
+        raise InputError(
+            "the model's parameters are on the 'meta' device: they have shapes but no values (the model was built "
+            "under torch.device('meta') or an empty-weights context). Load its weights first, e.g. "
+            "model.to_empty(device='cpu') then model.load_state_dict(state)."
+        )
+    if isinstance(x, torch.Tensor) and x.device.type == "meta":
+        raise InputError("x is on the 'meta' device: it has a shape but no values. Pass real data, e.g. on the CPU.")
+
+
+def _class_names(classes, model: nn.Module):
+    if classes is not None:
+        return list(classes)
+    for attribute in ("classes", "class_names"):
+        names = getattr(model, attribute, None)
+        if isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names):
+            return list(names)
+    id2label = getattr(getattr(model, "config", None), "id2label", None)
+    if isinstance(id2label, dict) and id2label:
+        return [id2label[i] for i in sorted(id2label)]
+    return None
+
+
+def _class_indices(target, classes, model: nn.Module):
+    """``target`` with class names replaced by their indices."""
+    is_name = isinstance(target, str) or (
+        isinstance(target, (list, tuple, np.ndarray)) and len(target) > 0 and all(isinstance(t, (str, np.str_)) for t in target)
+    )
+    if not is_name:
+        return target
+    names = _class_names(classes, model)
+    if names is None:
+        raise InputError(
+            f"target {target!r} is a class name, but there are no class names to look it up in: pass "
+            "classes=data.classes (the names in output order) or the class index, e.g. target=3"
+        )
+    wanted = [target] if isinstance(target, str) else [str(t) for t in target]
+    unknown = [t for t in wanted if t not in names]
+    if unknown:
+        raise InputError(f"target {unknown[0]!r} is not a class name; the classes are: {', '.join(map(str, names))}")
+    indices = [names.index(t) for t in wanted]
+    return indices[0] if isinstance(target, str) else indices
+
+
+def _select_output(raw, output):
+    """The scores to explain from what the model returned (see ``explain``'s ``output``)."""
+    if output is None:
+        if isinstance(raw, torch.Tensor):
+            return raw
+        if isinstance(raw, dict):
+            hint = f"pass output= one of {list(raw)} (e.g. output={next(iter(raw))!r})"
+        elif isinstance(raw, (tuple, list)):
+            hint = f"pass output=0 (an index into the {len(raw)} returned values) or output=a function"
+        else:
+            hint = "pass output='logits' (an attribute) or output=a function of what the model returns"
+        raise InputError(f"the model returned {type(raw).__name__}, not a tensor of scores; {hint}")
+    try:
+        if callable(output):
+            return output(raw)
+        if isinstance(output, str) and not isinstance(raw, dict):
+            return getattr(raw, output)
+        return raw[output]
+    except (KeyError, IndexError, AttributeError, TypeError) as error:
+        raise InputError(f"output={output!r} selects nothing from the model's {type(raw).__name__}: {error}") from error
 
 
 def _check_output(output) -> torch.Tensor:

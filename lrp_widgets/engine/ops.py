@@ -88,3 +88,83 @@ def max_pool_as_average(module: nn.Module):
     if module.dilation not in (1, (1,), (1, 1)):
         raise ValueError("max pooling with dilation cannot be treated as average pooling")
     return lambda a: pool(a, module.kernel_size, module.stride, module.padding, module.ceil_mode, count_include_pad=True)
+
+
+class ConvTransposeOp:
+    """A ConvTransposeNd layer: a linear map with the module's stride, padding, output padding,
+    groups and dilation (the output size of the forward pass is kept)."""
+
+    _FUNCTIONS = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+    def __init__(self, module: nn.modules.conv._ConvTransposeNd, weight, bias, output_padding):
+        self.module, self.weight, self.bias = module, weight, bias
+        self.output_padding = output_padding
+        self.function = self._FUNCTIONS[len(module.kernel_size)]
+
+    def __call__(self, a, weight, bias=None):
+        m = self.module
+        return self.function(a, weight, bias, m.stride, m.padding, self.output_padding, m.groups, m.dilation)
+
+    def vjp(self, a, weight, s):
+        return autograd_vjp(lambda t: self(t, weight, None), a, s)
+
+
+def conv_transpose_output_padding(module: nn.modules.conv._ConvTransposeNd, a: torch.Tensor, output: torch.Tensor):
+    """The output padding the forward pass used (it differs from ``module.output_padding`` when the
+    forward was given ``output_size``)."""
+    dims = len(module.kernel_size)
+    padding = []
+    for i in range(dims):
+        natural = (
+            (a.shape[-dims + i] - 1) * module.stride[i]
+            - 2 * module.padding[i]
+            + module.dilation[i] * (module.kernel_size[i] - 1)
+            + 1
+        )
+        padding.append(output.shape[-dims + i] - natural)
+    return tuple(padding)
+
+
+def normalization(module: nn.Module, a: torch.Tensor):
+    """LayerNorm/GroupNorm/RMSNorm as a linear map of the input: the standard deviation (RMS) of
+    ``a`` is held constant (REFERENCE.md §7, AttnLRP's identity rule on the division), the mean
+    subtraction and the affine part stay as they are. Returns the map without its bias (the bias
+    is constant, so the rules see it only through the layer's output ``z``)."""
+    if isinstance(module, nn.GroupNorm):
+        n, c = a.shape[:2]
+        grouped = a.detach().reshape(n, module.num_groups, -1)
+        std = torch.sqrt(grouped.var(-1, unbiased=False, keepdim=True) + module.eps)
+        shape = (1, c) + (1,) * (a.dim() - 2)
+
+        def function(t):
+            g = t.reshape(n, module.num_groups, -1)
+            out = ((g - g.mean(-1, keepdim=True)) / std).reshape(t.shape)
+            return out * module.weight.detach().reshape(shape) if module.weight is not None else out
+
+        return function
+    dims = tuple(range(-len(module.normalized_shape), 0))
+    weight = None if module.weight is None else module.weight.detach()
+    if isinstance(module, nn.LayerNorm):
+        std = torch.sqrt(a.detach().var(dims, unbiased=False, keepdim=True) + module.eps)
+
+        def centre(t):
+            return t - t.mean(dims, keepdim=True)
+
+    else:  # RMSNorm: no mean subtraction, no bias
+        eps = module.eps if module.eps is not None else torch.finfo(a.dtype).eps
+        std = torch.sqrt(a.detach().pow(2).mean(dims, keepdim=True) + eps)
+
+        def centre(t):
+            return t
+
+    def function(t):
+        out = centre(t) / std
+        return out * weight if weight is not None else out
+
+    return function
+
+
+def adaptive_max_pool_as_average(module: nn.Module):
+    """The adaptive average pooling with an adaptive max pooling's output size."""
+    pool = F.adaptive_avg_pool1d if isinstance(module, nn.AdaptiveMaxPool1d) else F.adaptive_avg_pool2d
+    return lambda a: pool(a, module.output_size)

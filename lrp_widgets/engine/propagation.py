@@ -13,15 +13,17 @@ to both terms), so a ``TorchFunctionMode`` watches the forward pass and names su
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from . import ops, rules, types
 from .canonizers import BatchNormFolding, batchnorm_affine
 from .composites import Composite
-from .errors import FunctionalCallError, UnsupportedModuleError
+from .errors import MODULE_FOR_FUNCTION, CompositeError, FunctionalCallError, LRPWarning, UnsupportedModuleError
 
 # Functions a forward may call outside modules: they move relevance as gradients should.
 _SAFE_FUNCTIONS = {
@@ -35,8 +37,43 @@ _SAFE_FUNCTIONS = {
 }
 
 
+#: kind -> what its modules take, for the composite's error message
+_TAKES = {
+    "linear": "a layer with weights takes Zero, Epsilon, Gamma, AlphaBeta, ZPlus, ZBox, Flat or WSquare",
+    "embedding": "an Embedding takes Zero, Epsilon, Gamma, AlphaBeta, ZPlus, ZBox, Flat or WSquare",
+    "pool": "a pooling or upsampling layer takes any rule but Pass",
+    "maxpool": "a pooling layer takes any rule but Pass",
+    "sum": "a Sum takes Epsilon or Zero",
+    "pass": "an element-wise activation, dropout or identity takes Pass (the default) or Gradient from a glob, "
+    "and any rule by exact name or layer type (computed on the activation function)",
+    "reshape": "a reshape takes Pass or Gradient",
+    "norm": "a normalisation takes Epsilon/Zero (by default the composite's epsilon for pooling, with the std "
+    "held constant), or Pass or Gradient by exact name or layer type",
+    "softmax": "a final Softmax/LogSoftmax has a fixed treatment (the explanation starts from its input, the logits)",
+}
+
+
+def accepts(kind: str, rule, exact: bool = True) -> bool:
+    """Whether a module of ``kind`` can take ``rule``; ``exact=False`` for a glob's rule, which
+    reaches fewer modules (a glob's epsilon is meant for the layers with weights under it)."""
+    carry = isinstance(rule, (rules.Pass, rules.Gradient))
+    if kind in ("linear", "embedding"):
+        return not carry
+    if kind in ("pool", "maxpool"):
+        return not isinstance(rule, rules.Pass)
+    if kind == "sum":
+        return isinstance(rule, rules.Epsilon)
+    if kind == "pass":
+        return carry or exact
+    if kind == "reshape":
+        return carry
+    if kind == "norm":
+        return isinstance(rule, rules.Epsilon) or (exact and carry)
+    return False
+
+
 def _is_leaf(module: nn.Module) -> bool:
-    return isinstance(module, types.SUPPORTED) or len(module._modules) == 0
+    return isinstance(module, types.SUPPORTED + types.NOT_YET) or len(module._modules) == 0
 
 
 class _Call:
@@ -49,6 +86,8 @@ class _Call:
         self.z = None  # the layer's output as the rule's denominator sees it (None: recompute)
         self.output = None  # handed to _Propagate.forward, then dropped
         self.graph = None  # (output, input) of the module's own autograd graph, for Gradient
+        self.output_padding = None  # ConvTranspose: the output padding of the forward pass
+        self.tokens = None  # Embedding: the token indices it looked up
 
     def relevance(self, R, inputs):
         """Relevance at the inputs, given relevance ``R`` at the output."""
@@ -56,6 +95,14 @@ class _Call:
             s = rules.divide(R, self.z, getattr(self.rule, "epsilon", rules.DEFAULT_EPSILON))
             return tuple((a * s).sum_to_size(a.shape) for a in inputs)
         (a,) = inputs
+        if self.kind == "softmax":  # each output's relevance moves to its logit: R_x = x R / y
+            return (a * rules.divide(R, self.z, 0.0),)
+        if self.kind == "embedding":
+            # the lookup is the linear map one_hot(token) @ W: the rule runs on the one-hot input (N, ..., V),
+            # and a token's relevance is the sum over the vocabulary (only its own entry, for rules R = a c)
+            weight = self.module.weight.detach()
+            one_hot = F.one_hot(self.tokens, weight.shape[0]).to(R.dtype)
+            return (self.rule.relevance(ops.LinearOp(weight.T, None), one_hot, R, z=self.z).sum(-1),)
         op = self.op
         if self.graph is not None:  # the module's own backward, no recomputation
             output, original = self.graph
@@ -70,6 +117,8 @@ class _Call:
             bias = None if bias is None else bias.detach()
             if isinstance(self.module, nn.Linear):
                 op = ops.LinearOp(weight, bias)
+            elif isinstance(self.module, types.CONV_TRANSPOSE):
+                op = ops.ConvTransposeOp(self.module, weight, bias, self.output_padding)
             else:
                 op = ops.ConvOp(self.module, weight, bias)
         return (self.rule.relevance(op, a, R, z=self.z),)
@@ -110,11 +159,15 @@ class _Watch(TorchFunctionMode):
             if name not in _SAFE_FUNCTIONS and _tracks_relevance(args, kwargs):
                 where = session.stack[-1] if session.stack else "the model"
                 module = session.stack_types[-1] if session.stack_types else type(session.model).__name__
+                fix = MODULE_FOR_FUNCTION.get(name)
+                fix = f"use {fix} instead" if fix else (
+                    "Do it with a module instead: lrp_widgets.Sum for residual additions, nn.ReLU, nn.Flatten, "
+                    "nn.Linear, ..."
+                )
                 raise FunctionalCallError(
                     f"the forward of '{where}' ({module}) calls `{name}` on the data outside any module. "
-                    "LRP's hooks cannot see such a call, so relevance through it would be wrong. "
-                    "Do it with a module instead: lrp_widgets.Sum for residual additions, nn.ReLU, "
-                    "nn.Flatten, nn.Linear, ... (reshapes, indexing, torch.cat and F.relu are fine)."
+                    f"LRP's hooks cannot see such a call, so relevance through it would be wrong: {fix} "
+                    "(reshapes, indexing, torch.cat and F.relu are fine)."
                 )
         return func(*args, **kwargs)
 
@@ -148,6 +201,8 @@ class Session:
         self.stack_types: list[str] = []
         self.leaf_depth = 0
         self.in_hook = False
+        self.hook_failed = False
+        self.tokens = None  # (token indices given to the model, the float leaf their relevance goes to)
         self.first_done = False
         self.records: dict[int, tuple] = {}
         self.folding = BatchNormFolding()  # canonizer; removed by explain once relevance is back
@@ -164,6 +219,9 @@ class Session:
         self.in_hook = True
         try:
             yield
+        except BaseException:
+            self.hook_failed = True  # our error, not the model's: explain must not relabel it
+            raise
         finally:
             self.in_hook = False
 
@@ -184,13 +242,27 @@ class Session:
             self.stack_types.append(type(module).__name__)
             self.leaf_depth += 1
             kind = self.kinds.get(module) or self.kinds.setdefault(module, types.kind_of(module))
+            if kind is None and isinstance(module, types.NOT_YET):
+                raise UnsupportedModuleError(
+                    f"module '{self.stack[-1]}' is torch.nn.{type(module).__name__}, which lrp_widgets does not "
+                    "support yet: it needs LRP rules of its own (attention, gated recurrence). Explain the part of "
+                    "the model before it."
+                )
             if kind is None:
                 raise UnsupportedModuleError(
                     f"module '{self.stack[-1]}' of type {type(module).__module__}.{type(module).__name__} has no LRP "
                     f"rule. Supported layers: {types.supported_names()}, and containers whose forward composes them. "
                     "Rewrite it with supported modules (or explain the part of the model before it)."
                 )
-            if not any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+            tracked = any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+            if kind == "embedding" and self.tokens is not None and args and args[0] is self.tokens[0]:
+                if module.max_norm is not None:
+                    raise UnsupportedModuleError(
+                        f"module '{self.stack[-1]}' (Embedding with max_norm) renormalises its weights in place when "
+                        "called, which would change the model; explain a copy with max_norm=None"
+                    )
+                tracked = True
+            if not tracked:
                 self.pending.append(None)
                 return None
             self.pending.append(args)
@@ -217,6 +289,8 @@ class Session:
             call = _Call(self, module, name if count == 1 else f"{name}#{count}", self.kinds[module], len(self.calls))
             self.calls.append(call)
             inputs = tuple(a for a in original if isinstance(a, torch.Tensor))
+            if call.kind == "embedding":  # relevance flows to the token leaf, one value per token
+                call.tokens, inputs = inputs[0], (self.tokens[1],)
             self._configure(call, inputs, output)
             call.output = output.detach()
             result = _Propagate.apply(call, *inputs)
@@ -226,23 +300,33 @@ class Session:
 
     def _configure(self, call: _Call, inputs, output):
         """Choose the rule and the linear map of one call."""
-        module, composite = call.module, self.composite
-        named = composite.named_rule(call.name)
+        module, composite, kind = call.module, self.composite, call.kind
+        named = composite.named_rule(call.name, lambda rule: accepts(kind, rule, exact=False))
         z = output.detach()
-        if call.kind == "linear":
-            call.rule = composite.rule_for(call.name, module, is_first=not self.first_done)
+        if kind in ("linear", "embedding"):
+            call.rule = composite.rule_for(call.name, module, not self.first_done, lambda r: accepts(kind, r, False))
             self.first_done = True
             call.z = z
-        elif call.kind == "sum":
+            if isinstance(module, types.CONV_TRANSPOSE):
+                call.output_padding = ops.conv_transpose_output_padding(module, inputs[0], output)
+            if isinstance(call.rule, rules.Flat) and isinstance(module, nn.Linear) and module.in_features > 1:
+                warnings.warn(
+                    f"the flat rule on the dense layer '{call.name}' gives all {module.in_features} of its inputs the "
+                    "same relevance (every neuron sees every input), so the map there is constant. Leave composite "
+                    "unset to choose by the model, or use 'epsilon_plus' / 'epsilon'.",
+                    LRPWarning,
+                    stacklevel=2,
+                )
+        elif kind == "sum":
             # the epsilon rule on a sum; the composite may set its epsilon (Zero, Epsilon(e))
-            call.rule = composite.rule_for(call.name, module, is_first=False)
-            if not isinstance(call.rule, rules.Epsilon):
-                raise ValueError(f"'{call.name}' (Sum) takes an Epsilon or Zero rule, got {call.rule!r}")
+            call.rule = composite.rule_for(call.name, module, False, lambda r: accepts(kind, r, False))
             call.z = z
-        elif call.kind == "batchnorm":
+        elif kind == "batchnorm":
             previous = self.producer.get(id(inputs[0]))
             linear = previous[0] if previous is not None else None
-            if composite.fold_batchnorm and linear is not None and linear.kind == "linear" and self.folding.apply(linear, module):
+            # a ConvTranspose keeps its output channels on the weight's second axis: not folded
+            foldable = linear is not None and linear.kind == "linear" and not isinstance(linear.module, types.CONV_TRANSPOSE)
+            if composite.fold_batchnorm and foldable and self.folding.apply(linear, module):
                 linear.z = z  # the folded layer's output is the BatchNorm's output
                 call.rule, call.op = rules.Pass(), None
             else:
@@ -250,26 +334,61 @@ class Session:
                 shape = (1, -1) + (1,) * (inputs[0].dim() - 2)
                 call.op = ops.FunctionOp(lambda t, scale=scale.reshape(shape): t * scale)
                 call.rule, call.z = rules.Epsilon(), z
-        elif call.kind == "pool":
+            return
+        elif kind == "pool":
             call.op = ops.FunctionOp(module)
-            call.rule = named or composite.rule_for(call.name, module, is_first=False)
+            call.rule = composite.rule_for(call.name, module, False, lambda r: accepts(kind, r, False))
             call.z = z if isinstance(call.rule, rules.Epsilon) else None
-        elif call.kind == "maxpool":
+        elif kind == "maxpool":
             if named is not None:
                 call.op, call.rule = ops.FunctionOp(module), named
             elif composite.maxpool == "average":
-                call.op, call.rule = ops.FunctionOp(ops.max_pool_as_average(module)), composite.pool_rule()
+                adaptive = isinstance(module, types.ADAPTIVE_MAXPOOL)
+                average = ops.adaptive_max_pool_as_average(module) if adaptive else ops.max_pool_as_average(module)
+                call.op, call.rule = ops.FunctionOp(average), composite.pool_rule()
             else:
                 call.op, call.rule = ops.FunctionOp(module), rules.Gradient()
                 call.graph = (output, inputs[0])
-        else:  # pass, reshape
-            rule = named or rules.Pass()
-            if not isinstance(rule, (rules.Pass, rules.Gradient)):
-                raise ValueError(
-                    f"rule {rule!r} was given to '{call.name}' ({type(module).__name__}), which is not linear; "
-                    "only Pass or Gradient apply to it"
+        elif kind == "norm":
+            call.op = ops.FunctionOp(ops.normalization(module, inputs[0]))
+            # by default the epsilon the composite gives parameter-free linear maps (average pooling)
+            default = composite.pool_rule()
+            call.rule = named or composite.typed_rule(module) or (default if isinstance(default, rules.Epsilon) else rules.Epsilon())
+            call.z = z if isinstance(call.rule, rules.Epsilon) else None
+        elif kind == "softmax":
+            if call.name in composite.name_rules:  # a rule by exact name: refused below
+                call.rule = composite.name_rules[call.name]
+            else:
+                a = inputs[0]
+                if a.dim() != 2 or module.dim not in (1, -1):
+                    raise UnsupportedModuleError(
+                        f"module '{call.name}' ({type(module).__name__}, dim={module.dim}) on an input of shape "
+                        f"{tuple(a.shape)}: supported only as the model's last layer, over the classes of (N, classes) "
+                        "scores"
+                    )
+                call.z = z
+                return
+        else:  # pass (activations, dropout, identity), reshape
+            # an in-place activation must not write into the input the rules read
+            call.op = ops.FunctionOp((lambda t: module(t.clone())) if getattr(module, "inplace", False) else module)
+            call.rule = named or composite.typed_rule(module) or rules.Pass()
+            call.z = z if isinstance(call.rule, rules.Epsilon) else None
+        if not accepts(kind, call.rule):
+            raise CompositeError(
+                f"the composite gives {call.rule!r} to '{call.name}' ({type(module).__name__}), which cannot take it: "
+                f"{_TAKES[kind]}. Give that module another rule (or none); a glob pattern would skip it."
+            )
+
+    def check_softmax_last(self, output) -> None:
+        """A Softmax/LogSoftmax is supported only where its output is the model's output."""
+        last = self.producer.get(id(output))
+        for call in self.calls:
+            if call.kind == "softmax" and (last is None or last[0] is not call):
+                raise UnsupportedModuleError(
+                    f"module '{call.name}' ({type(call.module).__name__}) is supported only as the model's last "
+                    "layer (the explanation then starts from its input, the logits); inside a model (attention) "
+                    "it is not supported yet"
                 )
-            call.op, call.rule = ops.FunctionOp(module), rule
 
     @contextlib.contextmanager
     def attached(self):

@@ -12,22 +12,36 @@ from .layers import Sum
 
 #: Convolutions: z+, gamma and alpha-beta rules apply here by default.
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+#: Transposed convolutions: the same rules, on the transposed map (BatchNorm is not folded into them).
+CONV_TRANSPOSE = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 #: Layers with a weight and a bias, written ``z = op(a; weight, bias)`` (Linear and Conv).
-LINEAR = (nn.Linear,) + CONV
-#: Element-wise activations: relevance passes them unchanged.
+LINEAR = (nn.Linear,) + CONV + CONV_TRANSPOSE
+#: Piecewise-linear and saturating activations: relevance passes them unchanged.
 ACTIVATION = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid)
-#: Activations that end a block for the path search, though the engine has no rule for them yet.
-OTHER_ACTIVATION = (nn.ELU, nn.GELU)
+#: Smooth activations: relevance passes by default (the identity rule, as in AttnLRP); any rule
+#: given by exact name or layer type is computed on the activation function.
+SMOOTH_ACTIVATION = (nn.GELU, nn.SiLU, nn.ELU, nn.Softplus)
 DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d)
 IDENTITY = (nn.Identity,)
 RESHAPE = (nn.Flatten, nn.Unflatten)
-MAXPOOL = (nn.MaxPool1d, nn.MaxPool2d)
+ADAPTIVE_MAXPOOL = (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)
+MAXPOOL = (nn.MaxPool1d, nn.MaxPool2d) + ADAPTIVE_MAXPOOL
 AVGPOOL = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+#: Parameter-free linear maps treated like average pooling.
+UPSAMPLE = (nn.Upsample,)
 BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d)
+#: Normalisations seen as linear maps with their standard deviation held constant (REFERENCE.md §7).
+NORM = (nn.LayerNorm, nn.GroupNorm) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+#: A lookup: the linear map of the one-hot token, explained when it reads the model's integer input.
+EMBEDDING = (nn.Embedding,)
+#: Supported as the model's last layer only: the explanation starts from their input (the logits).
+SOFTMAX = (nn.Softmax, nn.LogSoftmax)
 SUM = (Sum,)
+#: torch's own modules that need rules of their own: a clear "not supported yet".
+NOT_YET = (nn.MultiheadAttention, nn.RNNBase)
 
 #: Modules the path search walks through without a choice to make (no neurons of their own).
-TRANSPARENT = DROPOUT + IDENTITY + ACTIVATION + OTHER_ACTIVATION
+TRANSPARENT = DROPOUT + IDENTITY + ACTIVATION + SMOOTH_ACTIVATION
 
 #: What the Zeiler-Fergus deconvnet walks back through (``paths.deconvolve``).
 DECONVNET = (nn.Conv2d, nn.ReLU, nn.MaxPool2d) + DROPOUT + IDENTITY
@@ -38,9 +52,12 @@ KINDS = (
     ("linear", LINEAR),
     ("batchnorm", BATCHNORM),
     ("maxpool", MAXPOOL),
-    ("pool", AVGPOOL),
+    ("pool", AVGPOOL + UPSAMPLE),
     ("reshape", RESHAPE),
-    ("pass", ACTIVATION + DROPOUT + IDENTITY),
+    ("pass", ACTIVATION + SMOOTH_ACTIVATION + DROPOUT + IDENTITY),
+    ("norm", NORM),
+    ("softmax", SOFTMAX),
+    ("embedding", EMBEDDING),
 )
 #: Every module type the engine explains.
 SUPPORTED = tuple(t for _, types in KINDS for t in types)

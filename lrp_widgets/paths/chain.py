@@ -12,7 +12,7 @@ from ..engine.errors import InputError, UnsupportedModuleError
 
 SCORES = ("product", "min")
 # Old names of the layer families (``engine/types.py``), kept importable.
-ACTIVATION_TYPES = types.ACTIVATION + types.OTHER_ACTIVATION
+ACTIVATION_TYPES = types.ACTIVATION + types.SMOOTH_ACTIVATION
 TRANSPARENT_TYPES = types.TRANSPARENT
 POOL_TYPES = types.MAXPOOL + types.AVGPOOL
 #: The k-best search evaluates candidates in blocks of at most this many numbers (bounds memory).

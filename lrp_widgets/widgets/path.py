@@ -13,7 +13,7 @@ import ipywidgets as widgets
 import numpy as np
 import torch
 
-from .. import explain
+from .. import composites, explain
 from ..engine.errors import UnsupportedModuleError
 from ..paths import PathFinder, activation_heatmap, deconvolve, smape
 from ..plotting import relevance_map, to_numpy
@@ -88,7 +88,7 @@ class PathExplorer(Explorer):
     __doc__ = __doc__.replace("{forms}", DATA_FORMS)
     finder_cache_size = 32
 
-    def __init__(self, model=None, data=None, n_samples: int = 16, layers=None, composite="epsilon_plus_flat",
+    def __init__(self, model=None, data=None, n_samples: int = 16, layers=None, composite=None,
                  ks=range(1, 21), precompute: bool = True, progress: bool = True):
         super().__init__("Neuron paths: the k most relevant chains of neurons")
         model, data = model_and_data(model, data, DEFAULT_MODEL, "PathExplorer")
@@ -102,7 +102,8 @@ class PathExplorer(Explorer):
         if self.ks.size == 0 or self.ks[0] < 1:
             raise ValueError(f"PathExplorer: ks must hold integers >= 1, got {list(ks)}")
         self.model, self.data, self.x, self.y = model, data, x, y  # the model's train/eval flag is left alone
-        self.composite, self.path_layers = composite, layers
+        # None: chosen by the model, as explain does (epsilon_plus_flat only for a convolutional first layer)
+        self.composite, self.path_layers = composites.default_for(self.model).name if composite is None else composite, layers
         # precomputed samples must all stay, or a sweep over them would recompute each in turn
         self.samples = self.cache(max(self.finder_cache_size, len(x)) if precompute else self.finder_cache_size)
         # the first sample surfaces a bad model or layer list here, as a clear error

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import explain
+from .. import composites, explain
 from ..engine.modes import evaluating
 from ..plotting import relevance_map, to_numpy
 from ..removal import BASELINES, ORDERS, SCORES, make_baseline, perturb, removal_curve
@@ -95,7 +95,7 @@ class RemovalExplorer(Explorer):
 
     __doc__ = __doc__.replace("{forms}", DATA_FORMS)
 
-    def __init__(self, model=None, data=None, n_samples: int = 128, composite="epsilon_plus_flat", steps: int = 20, *,
+    def __init__(self, model=None, data=None, n_samples: int = 128, composite=None, steps: int = 20, *,
                  score: str = "probability", patch: int = 1, seed: int = 0, data_mean=None, blur_sigma: float = 1.0,
                  fraction: float = 0.15, order: str = "morf", baseline: str = "mean", precompute: bool = True,
                  threads: int | None = 1, progress: bool = True):
@@ -126,6 +126,8 @@ class RemovalExplorer(Explorer):
         probabilities = logits.softmax(1)
         self.original_prediction = probabilities.argmax(1)
         self.original_confidence = probabilities.max(1).values
+        if composite is None:  # chosen by the model, as explain does
+            composite = composites.default_for(model).name
         with torch_threads(threads):  # the predicted class's relevance ranks the pixels; once
             self.relevance = explain(model, self.x, composite=composite).relevance.detach()
         self.composite = composite if isinstance(composite, str) else getattr(composite, "name", type(composite).__name__)

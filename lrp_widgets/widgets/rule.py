@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .. import composites, explain
+from ..engine import types
 from ..engine.modes import evaluating
 from ..plotting import relevance_map, to_numpy
 from .base import Explorer, State
@@ -94,11 +95,11 @@ class RuleExplorer(Explorer):
         modules = dict(model.named_modules())
         self.stage_rows = [
             i for i, name in enumerate(probe.names)
-            if name in ("output", "input") or isinstance(modules.get(name), (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d))
+            if name in ("output", "input") or isinstance(modules.get(name), types.LINEAR)
         ]
         self.stage_names = [probe.names[i] for i in self.stage_rows]
         controls = {
-            "composite": widgets.Dropdown(options=list(composites.NAMES), value="epsilon_plus_flat", description="composite"),
+            "composite": widgets.Dropdown(options=list(composites.NAMES), value=composites.default_for(self.model).name, description="composite"),
             "epsilon": log_slider(1e-6, -9, 1, 0.25, "epsilon"),
             "gamma": log_slider(0.25, -2, 1.5, 0.125, "gamma"),
             "sample": sample_slider(len(self.x)),

@@ -1,11 +1,13 @@
 """Fixtures for the browser tests: one JupyterLab server and one headless Chromium for them all.
 
 The tests skip only where Debian's ``chromium`` is not on PATH or Playwright cannot be imported
-(``.ci/run`` installs both). Playwright's own browser download is never used: Chromium is
-launched by its path.
+(``.ci/run`` installs both), and never where the ``CI`` environment variable is set: there a
+missing browser fails the run instead of skipping every browser test quietly. Playwright's own
+browser download is never used: Chromium is launched by its path.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -30,11 +32,23 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"report_{report.when}", report)
 
 
+def in_ci() -> bool:
+    """``CI`` is set (GitHub Actions, GitLab, ... set it to "true")."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def unavailable(reason: str):
+    """Skip the browser tests for ``reason``; in CI, fail instead: there they must run."""
+    if in_ci():
+        pytest.fail(f"{reason}. CI is set, so the browser tests must run, not skip", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     path = shutil.which("chromium")
     if path is None:
-        pytest.skip("chromium is not on PATH (Debian: apt-get install chromium; .ci/run does it)")
+        unavailable("chromium is not on PATH (Debian: apt-get install chromium; .ci/run does it)")
     return path
 
 
@@ -43,7 +57,7 @@ def playwright_module():
     try:
         from playwright import sync_api
     except ImportError as error:
-        pytest.skip(f"playwright is not importable ({error}); pip install -e '.[test]'")
+        unavailable(f"playwright is not importable ({error}); pip install -e '.[test]'")
     return sync_api
 
 
