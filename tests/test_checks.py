@@ -63,6 +63,28 @@ def test_bad_values_give_one_error_type(name, value):
     assert "fill" in str(info.value)  # the message says how to fix it
 
 
+def _explorer_calls():
+    from lrp_widgets.widgets import L1Explorer, LeakRateExplorer, PathExplorer, RemovalExplorer, RuleExplorer
+
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    return {
+        "RuleExplorer": lambda x: RuleExplorer(small_cnn(), (x, labels)),
+        "RemovalExplorer": lambda x: RemovalExplorer(small_cnn(), (x, labels), progress=False),
+        "PathExplorer": lambda x: PathExplorer(small_cnn(), (x, labels), progress=False),
+        "L1Explorer": lambda x: L1Explorer({"cnn": {0.0: small_cnn()}}, (x, labels), progress=False),
+        "LeakRateExplorer": lambda x: LeakRateExplorer({"train": (x, labels), "test": (x, labels)}, n_reservoir=10, progress=False),
+    }
+
+
+@pytest.mark.parametrize("value", BAD_VALUES, ids=["nan", "inf", "-inf", "fill_1e20"])
+@pytest.mark.parametrize("name", ["RuleExplorer", "RemovalExplorer", "PathExplorer", "L1Explorer", "LeakRateExplorer"])
+def test_explorer_constructors_give_the_same_error_type(name, value):
+    x = torch.rand(6, 1, 6, 6)
+    with pytest.raises(InputError, match="NaN/inf|fill value") as info:
+        _explorer_calls()[name](with_bad(x, value))
+    assert "fill" in str(info.value)
+
+
 def test_the_fill_threshold_is_one_number():
     x = torch.zeros(1, 4)
     x[0, 1] = checks.FILL_VALUE_THRESHOLD * 0.999

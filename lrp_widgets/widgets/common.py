@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..engine.checks import InputError, check_finite
+
 #: what every explorer's ``data`` argument may be (quoted in their docstrings)
 DATA_FORMS = "a tensor x, an (x, y) tuple, a mapping {'x': ..., 'y': ...}, or an object with .x (and .y)"
 
@@ -87,11 +89,10 @@ def check_model_and_data(model, x, y=None, what: str = "explorer"):
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{what}: data.x must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim < 2 or x.shape[0] == 0:
-        raise ValueError(f"{what}: data.x must be a non-empty batch (N, ...), got shape {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{what}: data.x contains NaN/inf; mask missing values and fill them (e.g. with 0) first")
+        raise InputError(f"{what}: data.x must be a non-empty batch (N, ...), got shape {tuple(x.shape)}")
+    check_finite(x, f"{what}: data.x")  # NaN, inf and fill values, as every public function checks them
     if y is not None and (not isinstance(y, torch.Tensor) or y.shape[0] != x.shape[0]):
-        raise ValueError(f"{what}: data.y must be a tensor with one label per sample ({x.shape[0]})")
+        raise InputError(f"{what}: data.y must be a tensor with one label per sample ({x.shape[0]})")
 
 
 def class_name(data, index: int) -> str:

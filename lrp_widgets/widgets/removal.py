@@ -193,7 +193,7 @@ class RemovalExplorer(Explorer):
             with area or self.progress_area, torch_threads(self.threads):
                 bar = tqdm(ORDERS, desc=f"removal curves, baseline {baseline!r}", disable=not self.progress, leave=False)
                 self._curves[baseline] = {order: removal_curve(
-                    self.model, self.x, self.relevance, order, baseline, steps=self.steps, score=self.score, patch=self.patch,
+                    self.model, self.x, relevance=self.relevance, order=order, baseline=baseline, steps=self.steps, score=self.score, patch=self.patch,
                     seed=self.seed, data_mean=self.data_mean, labels=self.y, blur_sigma=self.blur_sigma) for order in bar}
         return self._curves[baseline]
 
