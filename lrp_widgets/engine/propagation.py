@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from . import ops, rules, types
+from . import ops, recurrent, rules, types
 from .canonizers import BatchNormFolding, batchnorm_affine
 from .composites import Composite
 from .errors import FunctionalCallError, UnsupportedModuleError
@@ -110,6 +110,11 @@ class _Watch(TorchFunctionMode):
             if name not in _SAFE_FUNCTIONS and _tracks_relevance(args, kwargs):
                 where = session.stack[-1] if session.stack else "the model"
                 module = session.stack_types[-1] if session.stack_types else type(session.model).__name__
+                if "pack" in name:  # pack_padded_sequence & co.: say what to do instead
+                    raise UnsupportedModuleError(
+                        f"the forward of '{where}' ({module}) packs the data (`{name}`); packed sequences are not "
+                        "supported by LRP through time. Pass equal-length (padded) sequences (N, T, F) to the LSTM/GRU."
+                    )
                 raise FunctionalCallError(
                     f"the forward of '{where}' ({module}) calls `{name}` on the data outside any module. "
                     "LRP's hooks cannot see such a call, so relevance through it would be wrong. "
@@ -150,6 +155,8 @@ class Session:
         self.in_hook = False
         self.first_done = False
         self.records: dict[int, tuple] = {}
+        self.batch_dims: dict[int, int] = {}  # call index -> batch axis of its record, where not 0
+        self.recurrent: dict = {}  # call name -> RecurrentRelevance (recurrent.py)
         self.folding = BatchNormFolding()  # canonizer; removed by explain once relevance is back
 
     # -- recording ------------------------------------------------------------------------
@@ -157,6 +164,12 @@ class Session:
         # keep references only (no copies, no reductions): sums are taken when asked for
         tensors = relevance[0].detach() if len(relevance) == 1 else tuple(r.detach() for r in relevance)
         self.records[call.index] = (call.name, tensors)
+
+    def record_input(self, call: _Call, relevance: torch.Tensor, batch_dim: int = 0):
+        """Record one input's relevance whose samples lie along ``batch_dim`` (a time-first RNN: 1)."""
+        self.records[call.index] = (call.name, relevance.detach())
+        if batch_dim:
+            self.batch_dims[call.index] = batch_dim
 
     # -- hooks ----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -190,6 +203,8 @@ class Session:
                     f"rule. Supported layers: {types.supported_names()}, and containers whose forward composes them. "
                     "Rewrite it with supported modules (or explain the part of the model before it)."
                 )
+            if kind == "recurrent":
+                recurrent.check_call(module, self.stack[-1], args)
             if not any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
                 self.pending.append(None)
                 return None
@@ -207,15 +222,14 @@ class Session:
             original = self.pending.pop()
             if original is None:
                 return None
+            if self.kinds[module] == "recurrent":  # one stage with several outputs (recurrent.py)
+                return recurrent.attach(self, self._new_call(module, name), original, output)
             if not isinstance(output, torch.Tensor):
                 raise UnsupportedModuleError(
                     f"module '{name}' ({type(module).__name__}) returns {type(output).__name__}; LRP needs a single "
                     "tensor (for max pooling, use return_indices=False)."
                 )
-            count = self.seen_names.get(name, 0) + 1
-            self.seen_names[name] = count
-            call = _Call(self, module, name if count == 1 else f"{name}#{count}", self.kinds[module], len(self.calls))
-            self.calls.append(call)
+            call = self._new_call(module, name)
             inputs = tuple(a for a in original if isinstance(a, torch.Tensor))
             self._configure(call, inputs, output)
             call.output = output.detach()
@@ -223,6 +237,13 @@ class Session:
             # keep the tensor alive so that its id is not reused while we look it up
             self.producer[id(result)] = (call, result)
             return result
+
+    def _new_call(self, module, name: str) -> _Call:
+        count = self.seen_names.get(name, 0) + 1
+        self.seen_names[name] = count
+        call = _Call(self, module, name if count == 1 else f"{name}#{count}", self.kinds[module], len(self.calls))
+        self.calls.append(call)
+        return call
 
     def _configure(self, call: _Call, inputs, output):
         """Choose the rule and the linear map of one call."""

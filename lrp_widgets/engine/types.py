@@ -25,6 +25,8 @@ MAXPOOL = (nn.MaxPool1d, nn.MaxPool2d)
 AVGPOOL = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
 BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d)
 SUM = (Sum,)
+#: Gated recurrent modules, explained through time by ``recurrent.py`` (one stage per call).
+RECURRENT = (nn.LSTM, nn.GRU)
 
 #: Modules the path search walks through without a choice to make (no neurons of their own).
 TRANSPARENT = DROPOUT + IDENTITY + ACTIVATION + OTHER_ACTIVATION
@@ -35,6 +37,7 @@ DECONVNET = (nn.Conv2d, nn.ReLU, nn.MaxPool2d) + DROPOUT + IDENTITY
 #: How the engine treats each family, checked in this order (the first match wins).
 KINDS = (
     ("sum", SUM),
+    ("recurrent", RECURRENT),
     ("linear", LINEAR),
     ("batchnorm", BATCHNORM),
     ("maxpool", MAXPOOL),
