@@ -53,7 +53,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import rules
+from . import recurrent_cells, rules
 from .errors import UnsupportedModuleError
 from .types import RECURRENT
 
@@ -181,186 +181,6 @@ def _rule(session, name: str, module: nn.Module) -> rules.Epsilon:
     return rule
 
 
-# -- the recurrence, kept for the rules ---------------------------------------------------------
-def _parameters(module, layer):
-    weight_ih = getattr(module, f"weight_ih_l{layer}").detach()
-    weight_hh = getattr(module, f"weight_hh_l{layer}").detach()
-    bias_ih = getattr(module, f"bias_ih_l{layer}").detach() if module.bias else None
-    bias_hh = getattr(module, f"bias_hh_l{layer}").detach() if module.bias else None
-    return weight_ih, weight_hh, bias_ih, bias_hh
-
-
-def _input_drive(x, weight, bias):
-    """``x W^T + b`` for all steps in one matrix product: (T, N, F) -> (T, N, G)."""
-    steps, batch, features = x.shape
-    flat = x.reshape(steps * batch, features)
-    drive = flat @ weight.T if bias is None else torch.addmm(bias, flat, weight.T)
-    return drive.reshape(steps, batch, -1)
-
-
-def _lstm_layer(x, weights, h0, c0):
-    """Run one LSTM layer over (T, N, F); keep h, c (T+1 each), the gates and g's pre-activation."""
-    weight_ih, weight_hh, bias_ih, bias_hh = weights
-    H = weight_hh.shape[1]
-    bias = None if bias_ih is None else bias_ih + bias_hh
-    drive = _input_drive(x, weight_ih, bias)
-    steps = x.shape[0]
-    h = x.new_empty(steps + 1, *h0.shape)
-    c = x.new_empty(steps + 1, *h0.shape)
-    gates = x.new_empty(steps, h0.shape[0], 4 * H)
-    pre_g = x.new_empty(steps, *h0.shape)
-    h[0], c[0] = h0, c0
-    recurrent = weight_hh.T
-    for t in range(steps):
-        pre = torch.addmm(drive[t], h[t], recurrent)
-        pre_g[t] = pre[:, 2 * H:3 * H]
-        act = torch.sigmoid(pre, out=gates[t])
-        act[:, 2 * H:3 * H] = pre_g[t].tanh()
-        i, f, g, o = act.split(H, dim=1)
-        torch.addcmul(i * g, f, c[t], out=c[t + 1])
-        torch.mul(o, c[t + 1].tanh(), out=h[t + 1])
-    return {"h": h, "c": c, "gates": gates, "pre_g": pre_g}
-
-
-def _gru_layer(x, weights, h0):
-    """Run one GRU layer over (T, N, F); keep h (T+1), r, z, n and n's pre-activation."""
-    weight_ih, weight_hh, bias_ih, bias_hh = weights
-    H = weight_hh.shape[1]
-    drive = _input_drive(x, weight_ih, bias_ih)
-    steps = x.shape[0]
-    h = x.new_empty(steps + 1, *h0.shape)
-    r, z, n, pre_n = (x.new_empty(steps, *h0.shape) for _ in range(4))
-    h[0] = h0
-    recurrent = weight_hh.T
-    for t in range(steps):
-        hidden = h[t] @ recurrent if bias_hh is None else torch.addmm(bias_hh, h[t], recurrent)
-        dr, dz, dn = drive[t].split(H, dim=1)
-        hr, hz, hn = hidden.split(H, dim=1)
-        torch.sigmoid(dr + hr, out=r[t])
-        torch.sigmoid(dz + hz, out=z[t])
-        torch.addcmul(dn, r[t], hn, out=pre_n[t])
-        torch.tanh(pre_n[t], out=n[t])
-        torch.lerp(n[t], h[t], z[t], out=h[t + 1])  # (1 - z) n + z h
-    return {"h": h, "r": r, "z": z, "n": n, "pre_n": pre_n}
-
-
-def _trace(module, x, hx):
-    """Every layer's trace, time first; ``x`` (T, N, F), ``hx`` the initial states or None."""
-    layers, batch, H = module.num_layers, x.shape[1], module.hidden_size
-    lstm = isinstance(module, nn.LSTM)
-    if hx is None:
-        zeros = x.new_zeros(layers, batch, H)
-        h0, c0 = zeros, (zeros if lstm else None)
-    elif lstm:
-        h0, c0 = (state.detach().to(x.dtype) for state in hx)
-    else:
-        h0, c0 = hx.detach().to(x.dtype), None
-    traces, inputs = [], x
-    for layer in range(layers):
-        weights = _parameters(module, layer)
-        trace = _lstm_layer(inputs, weights, h0[layer], c0[layer]) if lstm else _gru_layer(inputs, weights, h0[layer])
-        trace["x"] = inputs
-        traces.append(trace)
-        inputs = trace["h"][1:]
-    return traces
-
-
-# -- relevance, backwards in time ---------------------------------------------------------------
-def _split(R, z, epsilon, kept):
-    """``s = R / stab(z)`` and what the stabilizer keeps, ``R - z s``, added to ``kept`` (N, H).
-
-    With eps = 0 a zero denominator passes nothing (0/0 := 0) and keeps all of ``R``.
-    """
-    if epsilon:
-        term = torch.copysign(z.new_tensor(epsilon), z + 0.0)  # eps sign(z), sign(0) = +1
-        s = R / (z + term)
-        kept.addcmul_(term, s)
-        return s
-    zero = z == 0
-    s = rules.divide(R, z, 0.0)
-    if bool(zero.any()):
-        kept.add_(R * zero)
-    return s
-
-
-def _lstm_backward(trace, weights, R_seq, R_h_final, R_c_final, epsilon):
-    """Relevance of the input sequence, per-step h and c relevance, initial states, kept (N,)."""
-    weight_ih, weight_hh, bias_ih, bias_hh = weights
-    H = weight_hh.shape[1]
-    W_ig, W_hg = weight_ih[2 * H:3 * H], weight_hh[2 * H:3 * H]
-    h, c, gates, pre_g = trace["h"], trace["c"], trace["gates"], trace["pre_g"]
-    steps = R_seq.shape[0]
-    hidden, cell, s_all = torch.empty_like(R_seq), torch.empty_like(R_seq), torch.empty_like(R_seq)
-    kept = torch.zeros_like(R_seq[0])
-    R_cell, R_carry = R_c_final, R_h_final
-    for t in range(steps - 1, -1, -1):
-        i, f, g, _ = gates[t].split(H, dim=1)
-        R_h = torch.add(R_seq[t], R_carry, out=hidden[t])
-        R_c = torch.add(R_h, R_cell, out=cell[t])  # o gates, tanh passes
-        s = _split(R_c, c[t + 1], epsilon, kept)
-        R_cell = f * c[t] * s
-        s_all[t] = _split(i * g * s, pre_g[t], epsilon, kept)
-        R_carry = h[t] * (s_all[t] @ W_hg)
-    bias_kept = kept.sum(dim=1)
-    if bias_ih is not None:
-        bias_kept = bias_kept + s_all.sum(dim=0) @ (bias_ih[2 * H:3 * H] + bias_hh[2 * H:3 * H])
-    R_x = trace["x"] * _input_drive(s_all, W_ig.T, None)
-    return R_x, hidden, cell, (R_carry, R_cell), bias_kept
-
-
-def _gru_backward(trace, weights, R_seq, R_h_final, epsilon):
-    """As :func:`_lstm_backward`, for a GRU layer (no cell)."""
-    weight_ih, weight_hh, bias_ih, bias_hh = weights
-    H = weight_hh.shape[1]
-    W_in, W_hn = weight_ih[2 * H:3 * H], weight_hh[2 * H:3 * H]
-    h, r, z, n, pre_n = trace["h"], trace["r"], trace["z"], trace["n"], trace["pre_n"]
-    steps = R_seq.shape[0]
-    hidden, s_all = torch.empty_like(R_seq), torch.empty_like(R_seq)
-    r_s_sum = torch.zeros_like(R_seq[0])
-    kept = torch.zeros_like(R_seq[0])
-    R_carry = R_h_final
-    for t in range(steps - 1, -1, -1):
-        R_h = torch.add(R_seq[t], R_carry, out=hidden[t])
-        s = _split(R_h, h[t + 1], epsilon, kept)
-        s_n = s_all[t] = _split((1 - z[t]) * n[t] * s, pre_n[t], epsilon, kept)
-        r_s = r[t] * s_n  # the reset gate scales the signal W_hn h + b_hn, which takes all
-        r_s_sum += r_s
-        R_carry = h[t] * (torch.addcmul(r_s @ W_hn, z[t], s))
-    bias_kept = kept.sum(dim=1)
-    if bias_ih is not None:
-        bias_kept = bias_kept + s_all.sum(dim=0) @ bias_ih[2 * H:3 * H] + r_s_sum @ bias_hh[2 * H:3 * H]
-    R_x = trace["x"] * _input_drive(s_all, W_in.T, None)
-    return R_x, hidden, None, (R_carry,), bias_kept
-
-
-def relevance(module, traces, R_out, R_states, epsilon):
-    """Relevance through every layer, top down; ``R_out`` (T, N, H), ``R_states`` (h_n[, c_n]).
-
-    Returns the input relevance (T, N, F), per-layer hidden (and cell) relevance (layers, T, N, H),
-    the initial states' relevance (layers, N, H) each, and the kept relevance (N,).
-    """
-    lstm = isinstance(module, nn.LSTM)
-    R_seq, kept = R_out, 0
-    hidden, cell, initial = [], [], [[], []]
-    for layer in range(module.num_layers - 1, -1, -1):
-        weights = _parameters(module, layer)
-        if lstm:
-            R_seq, h_rel, c_rel, first, leak = _lstm_backward(
-                traces[layer], weights, R_seq, R_states[0][layer], R_states[1][layer], epsilon)
-            cell.append(c_rel)
-        else:
-            R_seq, h_rel, _, first, leak = _gru_backward(traces[layer], weights, R_seq, R_states[0][layer], epsilon)
-        hidden.append(h_rel)
-        kept = kept + leak
-        for index, state in enumerate(first):
-            initial[index].append(state)
-    order = slice(None, None, -1)  # collected top down; layers are numbered bottom up
-    hidden = torch.stack(hidden[order])
-    cell = torch.stack(cell[order]) if lstm else None
-    initial = tuple(torch.stack(states[order]) for states in initial if states)
-    return R_seq, hidden, cell, initial, kept
-
-
 # -- the autograd stage ---------------------------------------------------------------------------
 class _PropagateRecurrent(torch.autograd.Function):
     """Outputs: the module's outputs; backward: LRP through time to the input and initial states."""
@@ -385,10 +205,13 @@ class _Stage:
         self.session, self.call, self.module = session, call, module
         self.batch_first, self.epsilon, self.hx = module.batch_first, epsilon, hx
         self.x = x.detach()
-        time_first = self.x.transpose(0, 1) if self.batch_first else self.x
         dtype = module.weight_hh_l0.dtype
-        with torch.no_grad():
-            self.traces = _trace(module, time_first.to(dtype), hx)
+        # contiguous time-first copies: the per-step slices below are then dense blocks
+        time_first = (self.x.transpose(0, 1) if self.batch_first else self.x).contiguous()
+        top = (outputs[0].transpose(0, 1) if self.batch_first else outputs[0]).contiguous()
+        # no autograd, and no functional-call watch: this is the engine's own arithmetic
+        with torch.no_grad(), torch._C.DisableTorchFunction():
+            self.traces = recurrent_cells.traces(module, time_first.to(dtype), hx, top.to(dtype), epsilon)
         self.outputs = outputs
 
     def backward(self, R_out, R_states):
@@ -396,11 +219,11 @@ class _Stage:
         mask = session.masks.get(call.name)
         if mask is not None:  # conditional relevance on the output sequence
             R_out = mask(R_out) if callable(mask) else R_out * mask.to(R_out.dtype)
-        dtype = self.traces[0]["h"].dtype
-        R_seq = (R_out.transpose(0, 1) if self.batch_first else R_out).to(dtype)
+        dtype = self.traces[0]["x"].dtype
+        R_seq = (R_out.transpose(0, 1) if self.batch_first else R_out).to(dtype).contiguous()
         R_states = tuple(R.to(dtype) for R in R_states)
         with torch.no_grad():
-            R_x, hidden, cell, initial, kept = relevance(module, self.traces, R_seq, R_states, self.epsilon)
+            R_x, hidden, cell, initial, kept = recurrent_cells.relevance(module, self.traces, R_seq, R_states)
         self.traces = None
         arriving = R_seq.sum(dim=(0, 2)) + sum(R.sum(dim=(0, 2)) for R in R_states)
 
