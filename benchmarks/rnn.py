@@ -37,13 +37,14 @@ class Classifier(nn.Module):
 
 
 def timed(function, repeats):
+    """(median, minimum) seconds: on a shared machine the minimum is the steadier estimate."""
     function()  # warm-up
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         function()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times), min(times)
 
 
 def gradient_x_input(model, x):
@@ -64,7 +65,8 @@ def main():
     x = torch.randn(batch, steps, features)
     print(f"{steps} steps x {features} features, batch {batch}, 64 hidden units, float32, "
           f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), medians of {args.repeats}")
-    print(f"{'model':<26} {'forward ms':>10} {'grad x in ms':>12} {'explain ms':>10} {'explain / forward':>18}")
+    print("median (minimum) ms")
+    print(f"{'model':<24} {'forward':>14} {'grad x input':>14} {'explain':>14} {'explain / forward':>20}")
     for cell, layers, batch_first in [(nn.LSTM, 1, True), (nn.LSTM, 1, False), (nn.LSTM, 2, True), (nn.GRU, 1, True)]:
         model = Classifier(cell, features=features, layers=layers, batch_first=batch_first).eval()
 
@@ -76,7 +78,9 @@ def main():
         gradient = timed(lambda: gradient_x_input(model, x), args.repeats)
         lrp = timed(lambda: explain(model, x, composite="epsilon"), args.repeats)
         name = f"{cell.__name__} {layers} layer{'s' if layers > 1 else ''}{'' if batch_first else ' (T, N, F)'}"
-        print(f"{name:<26} {floor * 1e3:>10.2f} {gradient * 1e3:>12.2f} {lrp * 1e3:>10.2f} {lrp / floor:>18.2f}")
+        cells = [f"{m * 1e3:.2f} ({low * 1e3:.2f})" for m, low in (floor, gradient, lrp)]
+        ratio = f"{lrp[0] / floor[0]:.1f} ({lrp[1] / floor[1]:.1f})"
+        print(f"{name:<24} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14} {ratio:>20}")
 
 
 if __name__ == "__main__":
