@@ -4,8 +4,8 @@ Design
 ------
 A recurrent module is one stage of the engine, like a Linear layer: the engine's hooks see the
 module's call, not its time steps. Its forward output is the module's own output, unchanged;
-the hook re-runs the recurrence once (explicitly, in the module's dtype) to keep what the rule
-needs (gates, cell states, pre-activations), and wraps the module's outputs in one autograd
+the hook recomputes what the rule needs (gates, cell states, pre-activations) from the hidden
+sequences torch computed (``recurrent_cells.py``), and wraps the module's outputs in one autograd
 function whose backward maps the relevance arriving at *all* outputs — the output sequence and
 the final states ``h_n`` (and ``c_n``) — to the module's input (and to the initial states when
 the model passes them). The usual user code therefore works as written::
