@@ -31,6 +31,7 @@ README = ROOT / "README.md"
 BENCHMARKS = {
     "engine": ("Engine", []),
     "esn": ("Echo state network", ["--timing"]),
+    "rnn": ("LSTM/GRU", ["--threads", "1"]),
     "removal": ("Removal curves", []),
     "paths": ("Paths", []),
     "widgets": ("Widgets", []),

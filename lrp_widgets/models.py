@@ -11,7 +11,7 @@ from typing import Sequence
 
 from torch import nn
 
-__all__ = ["MLP", "CNN", "MiniVGG", "VGG16_FEATURES", "vgg16", "build", "ARCHITECTURES"]
+__all__ = ["MLP", "CNN", "MiniVGG", "ColumnRNN", "VGG16_FEATURES", "vgg16", "build", "ARCHITECTURES"]
 
 
 class MLP(nn.Sequential):
@@ -228,7 +228,47 @@ def vgg16(num_classes: int = 1000, state_dict: dict | None = None) -> nn.Sequent
     return model
 
 
-ARCHITECTURES = {"MLP": MLP, "CNN": CNN, "MiniVGG": MiniVGG}
+class ColumnRNN(nn.Module):
+    """An LSTM or GRU that reads an image column by column, then a Linear on its last hidden state.
+
+    Time step t is image column t (``"left_to_right"``) or column W-1-t (``"right_to_left"``), the
+    features of a step the column's pixels, channel by channel, top to bottom: the layout of
+    :func:`lrp_widgets.esn.image_to_sequence`, so the explanation's ``.recurrent[\"rnn\"]`` relevance
+    maps back to the image with ``sequence_to_image`` as an ESN's does, and ``.relevance`` is already
+    image-shaped. The forward is the usual ``out, _ = self.rnn(x); self.fc(out[:, -1])``: reshapes and
+    indexing only, which the LRP engine follows (engine/recurrent.py).
+
+    Parameters
+    ----------
+    cell : {"LSTM", "GRU"}
+    input_shape : (C, H, W)
+    n_classes, hidden, layers : int
+    direction : {"left_to_right", "right_to_left"}
+    """
+
+    def __init__(self, cell: str, input_shape: Sequence[int], n_classes: int, hidden: int = 16, layers: int = 1,
+                 direction: str = "left_to_right"):
+        super().__init__()
+        cells = {"LSTM": nn.LSTM, "GRU": nn.GRU}
+        if cell not in cells:
+            raise ValueError(f"cell must be 'LSTM' or 'GRU', got {cell!r}")
+        if direction not in ("left_to_right", "right_to_left"):
+            raise ValueError(f"direction must be 'left_to_right' or 'right_to_left', got {direction!r}")
+        channels, height, width = input_shape
+        self.direction, self.width = direction, width
+        self.rnn = cells[cell](channels * height, hidden, num_layers=layers, batch_first=True)
+        self.fc = nn.Linear(hidden, n_classes)
+
+    def forward(self, x):
+        n, channels, height, width = x.shape
+        sequence = x.permute(0, 3, 1, 2).reshape(n, width, channels * height)
+        if self.direction == "right_to_left":
+            sequence = sequence[:, list(range(width - 1, -1, -1))]
+        out, _ = self.rnn(sequence)
+        return self.fc(out[:, -1])
+
+
+ARCHITECTURES = {"MLP": MLP, "CNN": CNN, "MiniVGG": MiniVGG, "ColumnRNN": ColumnRNN}
 
 
 def build(spec: dict) -> nn.Module:

@@ -83,6 +83,10 @@ class Explanation(Result):
         With ``layers=True``: module name -> relevance at that module's input, in forward order.
     composite : Composite
         The composite used.
+    recurrent : dict
+        Module name -> :class:`~lrp_widgets.engine.recurrent.RecurrentRelevance` for every call
+        of an nn.LSTM / nn.GRU: input relevance per time step and feature, per-step relevance of
+        the hidden (and cell) states, what biases and stabilizers kept. Empty for other models.
     """
 
     relevance: torch.Tensor
@@ -91,6 +95,7 @@ class Explanation(Result):
     layers: "OrderedDict[str, torch.Tensor] | None"
     composite: _composites.Composite
     stage_sums: list = field(default_factory=list, repr=False)
+    recurrent: dict = field(default_factory=dict, repr=False)
 
     def conservation(self) -> ConservationTable:
         """Per layer, the relevance sum per sample (see :class:`ConservationTable`)."""
@@ -134,6 +139,9 @@ class Explanation(Result):
         ]
         if self.layers:
             lines.append(f"relevance recorded at {plural(len(self.layers), 'layer')}: .layers")
+        for name, inner in self.recurrent.items():
+            lines.append(f"{inner.module_type} '{name}': leaked (biases, stabilizers) {listed(inner.leaked)}; "
+                         f"per-step relevance in .recurrent[{name!r}]")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -145,6 +153,7 @@ class Explanation(Result):
             "layers": None if self.layers is None else dict(self.layers),
             "composite": getattr(self.composite, "name", self.composite),
             "conservation": self.conservation().to_dict() if self.stage_sums else None,
+            "recurrent": {name: inner.to_dict() for name, inner in self.recurrent.items()},
         }
 
 
@@ -181,7 +190,8 @@ def explain(
     ----------
     model : nn.Module
         Any model built from supported modules (Linear, Conv, ReLU, pooling, BatchNorm,
-        Flatten, Dropout, ... and :class:`lrp_widgets.Sum` for residual additions). It is never
+        Flatten, Dropout, ... and :class:`lrp_widgets.Sum` for residual additions; nn.LSTM and
+        nn.GRU explained through time, see :mod:`lrp_widgets.engine.recurrent`). It is never
         changed: parameters, hooks and train/eval mode are as before when this returns.
     x : tensor or array, shape (N, ...)
         A batch of inputs. NaN, inf and fill values (>= 1e10) are rejected.
@@ -285,7 +295,8 @@ def explain(
             raise InputError(f"masks name modules the forward pass did not call: {unknown}; called: {sorted(called)}")
     ordered = sorted(session.records.items())
     stage_sums = [("output", start.detach().sum(1))]
-    stage_sums += [(name, _per_sample_sum(tensors)) for _, (name, tensors) in reversed(ordered)]
+    stage_sums += [(name, _per_sample_sum(tensors, session.batch_dims.get(index, 0)))
+                   for index, (name, tensors) in reversed(ordered)]
     stage_sums.append(("input", relevance.detach().flatten(1).sum(1)))
     layer_map = OrderedDict((name, tensors) for _, (name, tensors) in ordered) if layers else None
     return Explanation(
@@ -295,12 +306,13 @@ def explain(
         layers=layer_map,
         composite=composite,
         stage_sums=stage_sums,
+        recurrent=dict(session.recurrent),
     )
 
 
-def _per_sample_sum(tensors) -> torch.Tensor:
+def _per_sample_sum(tensors, batch_dim: int = 0) -> torch.Tensor:
     tensors = tensors if isinstance(tensors, tuple) else (tensors,)
-    return sum(t.flatten(1).sum(1) if t.dim() > 1 else t for t in tensors)
+    return sum(t.movedim(batch_dim, 0).flatten(1).sum(1) if t.dim() > 1 else t for t in tensors)
 
 
 def _check_not_meta(model: nn.Module, x) -> None:

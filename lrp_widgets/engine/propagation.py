@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from . import ops, rules, types
+from . import ops, recurrent, rules, types
 from .canonizers import BatchNormFolding, batchnorm_affine
 from .composites import Composite
 from .errors import MODULE_FOR_FUNCTION, CompositeError, FunctionalCallError, LRPWarning, UnsupportedModuleError
@@ -164,6 +164,11 @@ class _Watch(TorchFunctionMode):
                     "Do it with a module instead: lrp_widgets.Sum for residual additions, nn.ReLU, nn.Flatten, "
                     "nn.Linear, ..."
                 )
+                if "pack" in name:  # pack_padded_sequence & co.: say what to do instead
+                    raise UnsupportedModuleError(
+                        f"the forward of '{where}' ({module}) packs the data (`{name}`); packed sequences are not "
+                        "supported by LRP through time. Pass equal-length (padded) sequences (N, T, F) to the LSTM/GRU."
+                    )
                 raise FunctionalCallError(
                     f"the forward of '{where}' ({module}) calls `{name}` on the data outside any module. "
                     f"LRP's hooks cannot see such a call, so relevance through it would be wrong: {fix} "
@@ -205,6 +210,8 @@ class Session:
         self.tokens = None  # (token indices given to the model, the float leaf their relevance goes to)
         self.first_done = False
         self.records: dict[int, tuple] = {}
+        self.batch_dims: dict[int, int] = {}  # call index -> batch axis of its record, where not 0
+        self.recurrent: dict = {}  # call name -> RecurrentRelevance (recurrent.py)
         self.folding = BatchNormFolding()  # canonizer; removed by explain once relevance is back
 
     # -- recording ------------------------------------------------------------------------
@@ -212,6 +219,12 @@ class Session:
         # keep references only (no copies, no reductions): sums are taken when asked for
         tensors = relevance[0].detach() if len(relevance) == 1 else tuple(r.detach() for r in relevance)
         self.records[call.index] = (call.name, tensors)
+
+    def record_input(self, call: _Call, relevance: torch.Tensor, batch_dim: int = 0):
+        """Record one input's relevance whose samples lie along ``batch_dim`` (a time-first RNN: 1)."""
+        self.records[call.index] = (call.name, relevance.detach())
+        if batch_dim:
+            self.batch_dims[call.index] = batch_dim
 
     # -- hooks ----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -254,6 +267,8 @@ class Session:
                     f"rule. Supported layers: {types.supported_names()}, and containers whose forward composes them. "
                     "Rewrite it with supported modules (or explain the part of the model before it)."
                 )
+            if kind == "recurrent":
+                recurrent.check_call(module, self.stack[-1], args)
             tracked = any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
             if kind == "embedding" and self.tokens is not None and args and args[0] is self.tokens[0]:
                 if module.max_norm is not None:
@@ -279,15 +294,14 @@ class Session:
             original = self.pending.pop()
             if original is None:
                 return None
+            if self.kinds[module] == "recurrent":  # one stage with several outputs (recurrent.py)
+                return recurrent.attach(self, self._new_call(module, name), original, output)
             if not isinstance(output, torch.Tensor):
                 raise UnsupportedModuleError(
                     f"module '{name}' ({type(module).__name__}) returns {type(output).__name__}; LRP needs a single "
                     "tensor (for max pooling, use return_indices=False)."
                 )
-            count = self.seen_names.get(name, 0) + 1
-            self.seen_names[name] = count
-            call = _Call(self, module, name if count == 1 else f"{name}#{count}", self.kinds[module], len(self.calls))
-            self.calls.append(call)
+            call = self._new_call(module, name)
             inputs = tuple(a for a in original if isinstance(a, torch.Tensor))
             if call.kind == "embedding":  # relevance flows to the token leaf, one value per token
                 call.tokens, inputs = inputs[0], (self.tokens[1],)
@@ -297,6 +311,13 @@ class Session:
             # keep the tensor alive so that its id is not reused while we look it up
             self.producer[id(result)] = (call, result)
             return result
+
+    def _new_call(self, module, name: str) -> _Call:
+        count = self.seen_names.get(name, 0) + 1
+        self.seen_names[name] = count
+        call = _Call(self, module, name if count == 1 else f"{name}#{count}", self.kinds[module], len(self.calls))
+        self.calls.append(call)
+        return call
 
     def _configure(self, call: _Call, inputs, output):
         """Choose the rule and the linear map of one call."""

@@ -39,6 +39,8 @@ SOFTMAX = (nn.Softmax, nn.LogSoftmax)
 SUM = (Sum,)
 #: torch's own modules that need rules of their own: a clear "not supported yet".
 NOT_YET = (nn.MultiheadAttention, nn.RNNBase)
+#: Gated recurrent modules, explained through time by ``recurrent.py`` (one stage per call).
+RECURRENT = (nn.LSTM, nn.GRU)
 
 #: Modules the path search walks through without a choice to make (no neurons of their own).
 TRANSPARENT = DROPOUT + IDENTITY + ACTIVATION + SMOOTH_ACTIVATION
@@ -49,6 +51,7 @@ DECONVNET = (nn.Conv2d, nn.ReLU, nn.MaxPool2d) + DROPOUT + IDENTITY
 #: How the engine treats each family, checked in this order (the first match wins).
 KINDS = (
     ("sum", SUM),
+    ("recurrent", RECURRENT),
     ("linear", LINEAR),
     ("batchnorm", BATCHNORM),
     ("maxpool", MAXPOOL),

@@ -1,0 +1,202 @@
+"""The arithmetic of LRP through LSTM and GRU layers: the kept forward quantities and the backward.
+
+Formulas: :mod:`lrp_widgets.engine.recurrent` (REFERENCE.md section 6). Everything here is time
+first, ``(T, N, .)``. Two choices keep the cost near a forward pass:
+
+* the forward quantities come from the hidden sequences torch's fused kernel computed, so the
+  gates of all steps are two matrix products, not a loop (only LSTM's cell state ``c_t``,
+  which torch does not return, takes one element-wise op per step);
+* every epsilon split is a fixed per-unit factor once the forward is known
+  (``R_part = part / stab(z) * R``), so the factors are computed for all steps at once and the
+  backward loop is a few element-wise ops and one (N, H) x (H, H) product per step.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def parameters(module: nn.Module, layer: int):
+    """``(weight_ih, weight_hh, bias_ih, bias_hh)`` of one layer, detached (biases None without bias)."""
+    weight_ih = getattr(module, f"weight_ih_l{layer}").detach()
+    weight_hh = getattr(module, f"weight_hh_l{layer}").detach()
+    bias_ih = getattr(module, f"bias_ih_l{layer}").detach() if module.bias else None
+    bias_hh = getattr(module, f"bias_hh_l{layer}").detach() if module.bias else None
+    return weight_ih, weight_hh, bias_ih, bias_hh
+
+
+def _affine(x, weight, bias=None):
+    """``x W^T (+ b)`` over all steps in one matrix product: (T, N, F) -> (T, N, G)."""
+    flat = x.reshape(-1, x.shape[-1])
+    out = flat @ weight.T if bias is None else torch.addmm(bias, flat, weight.T)
+    return out.reshape(*x.shape[:-1], -1)
+
+
+def _factors(z, epsilon):
+    """``(1 / stab(z), share kept by the stabilizer)`` per unit, ``stab(z) = z + eps sign(z)``, sign(0) = +1.
+
+    With eps = 0 a zero ``z`` passes nothing (0/0 := 0) and keeps all its relevance.
+    """
+    if epsilon:
+        term = torch.copysign(z.new_tensor(epsilon), z + 0.0)  # + 0.0: -0.0 counts as positive
+        inverse = 1.0 / (z + term)
+        return inverse, term * inverse
+    zero = z == 0
+    inverse = torch.where(zero, torch.zeros_like(z), 1.0 / torch.where(zero, torch.ones_like(z), z))
+    return inverse, zero.to(z.dtype)
+
+
+def hidden_sequences(module, x, h0, c0, top):
+    """Each layer's hidden sequence (T, N, H): the lower layers by torch's kernel, the top given."""
+    sequences, inputs = [], x
+    lstm = isinstance(module, nn.LSTM)
+    for layer in range(module.num_layers - 1):
+        weights = [w for w in parameters(module, layer) if w is not None]
+        if lstm:
+            inputs = torch.lstm(inputs, (h0[layer:layer + 1], c0[layer:layer + 1]), weights, module.bias, 1, 0.0, False, False, False)[0]
+        else:
+            inputs = torch.gru(inputs, h0[layer:layer + 1], weights, module.bias, 1, 0.0, False, False, False)[0]
+        sequences.append(inputs)
+    return sequences + [top]
+
+
+def lstm_trace(x, h, h0, c0, weights, epsilon):
+    """What the LSTM rule needs for one layer: ``x`` its input, ``h`` its hidden sequence (T, N, H)."""
+    weight_ih, weight_hh, bias_ih, bias_hh = weights
+    H = weight_hh.shape[1]
+    h_prev = torch.cat([h0[None], h[:-1]])
+    pre = _affine(x, weight_ih, None if bias_ih is None else bias_ih + bias_hh) + _affine(h_prev, weight_hh)
+    i, f, pre_g, o = pre.split(H, dim=2)
+    f = torch.sigmoid(f)
+    ig = torch.sigmoid(i) * torch.tanh(pre_g)
+    c = x.new_empty(x.shape[0] + 1, *h0.shape)
+    c[0] = c0
+    for t in range(x.shape[0]):  # torch returns c_T only
+        torch.addcmul(ig[t], f[t], c[t], out=c[t + 1])
+    inv_c, keep_c = _factors(c[1:], epsilon)
+    inv_g, keep_g = _factors(pre_g, epsilon)
+    to_g = ig * inv_c  # R_g = i g / stab(c) R_c (signal-take-all: the gate i gets none)
+    return {
+        "x": x, "h_prev": h_prev,
+        "to_cell": f * c[:-1] * inv_c,  # R_c(t-1) = f c_{t-1} / stab(c_t) R_c(t)
+        "to_pre_g": to_g * inv_g,  # s_g = R_g / stab(pre_g), per unit of R_c(t)
+        "keep": keep_c + to_g * keep_g,  # stabilizers' share, per unit of R_c(t)
+    }
+
+
+def gru_trace(x, h, h0, weights, epsilon):
+    """What the GRU rule needs for one layer."""
+    weight_ih, weight_hh, bias_ih, bias_hh = weights
+    H = weight_hh.shape[1]
+    h_prev = torch.cat([h0[None], h[:-1]])
+    gx, gh = _affine(x, weight_ih, bias_ih), _affine(h_prev, weight_hh, bias_hh)
+    r, z = torch.sigmoid(gx[..., :2 * H] + gh[..., :2 * H]).split(H, dim=2)
+    pre_n = torch.addcmul(gx[..., 2 * H:], r, gh[..., 2 * H:])
+    n = torch.tanh(pre_n)
+    h_now = torch.lerp(n, h_prev, z)  # (1 - z) n + z h_{t-1}, the denominator of the first split
+    inv_h, keep_h = _factors(h_now, epsilon)
+    inv_n, keep_n = _factors(pre_n, epsilon)
+    to_n = (1 - z) * n * inv_h  # R_n per unit of R_h(t)
+    to_pre_n = to_n * inv_n
+    return {
+        "x": x, "h_prev": h_prev,
+        "direct": z * inv_h,  # R_h(t-1) direct share: h_{t-1} z / stab(h_t) R_h(t)
+        "to_pre_n": to_pre_n,  # s_n per unit of R_h(t)
+        "reset": r * to_pre_n,  # r s_n: the gate scales the signal W_hn h + b_hn, which takes all
+        "keep": keep_h + to_n * keep_n,
+    }
+
+
+def lstm_backward(trace, weights, R_seq, R_h_final, R_c_final):
+    """One LSTM layer backwards. Returns R_x, hidden and cell relevance (T, N, H), (R_h0, R_c0), kept (N,)."""
+    weight_ih, weight_hh, bias_ih, bias_hh = weights
+    H = weight_hh.shape[1]
+    W_ig, W_hg = weight_ih[2 * H:3 * H], weight_hh[2 * H:3 * H]
+    h_prev, to_cell, to_pre_g = trace["h_prev"], trace["to_cell"], trace["to_pre_g"]
+    steps = R_seq.shape[0]
+    incoming = R_seq.new_empty(steps + 1, *R_seq.shape[1:])  # [t + 1]: what reaches h_t from step t + 1
+    incoming[steps] = R_h_final
+    cell, s_g = torch.empty_like(R_seq), torch.empty_like(R_seq)
+    R_cell = R_c_final
+    for t in range(steps - 1, -1, -1):
+        R_c = torch.add(R_seq[t], incoming[t + 1], out=cell[t]).add_(R_cell)  # the gate o takes none
+        R_cell = to_cell[t] * R_c
+        torch.mul(to_pre_g[t], R_c, out=s_g[t])
+        torch.mul(h_prev[t], s_g[t] @ W_hg, out=incoming[t])
+    hidden = R_seq + incoming[1:]
+    kept = (trace["keep"] * cell).sum(dim=(0, 2))
+    if bias_ih is not None:
+        kept = kept + s_g.sum(dim=0) @ (bias_ih[2 * H:3 * H] + bias_hh[2 * H:3 * H])
+    R_x = trace["x"] * _affine(s_g, W_ig.T)
+    return R_x, hidden, cell, (incoming[0], R_cell), kept
+
+
+def gru_backward(trace, weights, R_seq, R_h_final):
+    """One GRU layer backwards. Returns R_x, hidden relevance (T, N, H), (R_h0,), kept (N,)."""
+    weight_ih, weight_hh, bias_ih, bias_hh = weights
+    H = weight_hh.shape[1]
+    W_in, W_hn = weight_ih[2 * H:3 * H], weight_hh[2 * H:3 * H]
+    h_prev, direct, reset = trace["h_prev"], trace["direct"], trace["reset"]
+    steps = R_seq.shape[0]
+    incoming = R_seq.new_empty(steps + 1, *R_seq.shape[1:])
+    incoming[steps] = R_h_final
+    hidden = torch.empty_like(R_seq)
+    for t in range(steps - 1, -1, -1):
+        R_h = torch.add(R_seq[t], incoming[t + 1], out=hidden[t])
+        torch.mul(h_prev[t], torch.addcmul((reset[t] * R_h) @ W_hn, direct[t], R_h), out=incoming[t])
+    s_n = trace["to_pre_n"] * hidden
+    kept = (trace["keep"] * hidden).sum(dim=(0, 2))
+    if bias_ih is not None:
+        kept = kept + s_n.sum(dim=0) @ bias_ih[2 * H:3 * H] + (reset * hidden).sum(dim=0) @ bias_hh[2 * H:3 * H]
+    R_x = trace["x"] * _affine(s_n, W_in.T)
+    return R_x, hidden, None, (incoming[0],), kept
+
+
+def traces(module, x, hx, top, epsilon):
+    """Per layer, the trace of :func:`lstm_trace` / :func:`gru_trace`; ``x`` and ``top`` time first."""
+    layers, batch, H = module.num_layers, x.shape[1], module.hidden_size
+    lstm = isinstance(module, nn.LSTM)
+    if hx is None:
+        h0 = c0 = x.new_zeros(layers, batch, H)
+    elif lstm:
+        h0, c0 = (state.detach().to(x.dtype) for state in hx)
+    else:
+        h0, c0 = hx.detach().to(x.dtype), None
+    sequences = hidden_sequences(module, x, h0, c0, top)
+    result, inputs = [], x
+    for layer in range(layers):
+        weights = parameters(module, layer)
+        if lstm:
+            result.append(lstm_trace(inputs, sequences[layer], h0[layer], c0[layer], weights, epsilon))
+        else:
+            result.append(gru_trace(inputs, sequences[layer], h0[layer], weights, epsilon))
+        inputs = sequences[layer]
+    return result
+
+
+def relevance(module, layer_traces, R_out, R_states):
+    """Relevance through every layer, top down; ``R_out`` (T, N, H), ``R_states`` (h_n[, c_n]).
+
+    Returns the input relevance (T, N, F), per-layer hidden (and cell) relevance (layers, T, N, H),
+    the initial states' relevance (layers, N, H) each, and the kept relevance (N,).
+    """
+    lstm = isinstance(module, nn.LSTM)
+    R_seq, kept = R_out, 0
+    hidden, cell, initial = [], [], [[], []]
+    for layer in range(module.num_layers - 1, -1, -1):
+        weights = parameters(module, layer)
+        if lstm:
+            R_seq, h_rel, c_rel, first, leak = lstm_backward(
+                layer_traces[layer], weights, R_seq, R_states[0][layer], R_states[1][layer])
+            cell.append(c_rel)
+        else:
+            R_seq, h_rel, _, first, leak = gru_backward(layer_traces[layer], weights, R_seq, R_states[0][layer])
+        hidden.append(h_rel)
+        kept = kept + leak
+        for index, state in enumerate(first):
+            initial[index].append(state)
+    order = slice(None, None, -1)  # collected top down; layers are numbered bottom up
+    hidden = torch.stack(hidden[order])
+    cell = torch.stack(cell[order]) if lstm else None
+    initial = tuple(torch.stack(states[order]) for states in initial if states)
+    return R_seq, hidden, cell, initial, kept
