@@ -166,6 +166,35 @@ def test_every_result_follows_the_protocol():
         assert results[0].as_dict().keys() == results[0].to_dict().keys()
 
 
+def test_conservation_is_one_table_everywhere():
+    from lrp_widgets.engine.results import ConservationTable
+
+    model, x = small_cnn(), torch.rand(2, 1, 6, 6)
+    esn, X = esn_and_sequences()
+    torch.manual_seed(0)
+    lstm = nn.LSTM(3, 4, batch_first=True)
+
+    class Last(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm, self.fc = lstm, nn.Linear(4, 2)
+
+        def forward(self, sequences):
+            out, _ = self.lstm(sequences)
+            return self.fc(out[:, -1])
+
+    recurrent = lrp_widgets.explain(Last(), torch.rand(2, 5, 3)).recurrent["lstm"]
+    tables = [lrp_widgets.explain(model, x).conservation(), explain_esn(esn, X).conservation(), recurrent.conservation()]
+    for table in tables:
+        assert isinstance(table, ConservationTable)
+        assert table.sums.ndim == 2 and table.names[0] in ("output", "arriving")
+    for table in tables[1:]:  # where leaked relevance is tracked, the bookkeeping closes
+        np.testing.assert_allclose(table.residual(), 0.0, atol=1e-5)
+        assert "leaked" in table.to_dict()
+    with pytest.raises(ValueError, match="ratio"):
+        tables[0].residual()
+
+
 def test_layer_families_are_defined_once():
     """Only engine/types.py spells out tuples of torch layer types."""
     package = Path(lrp_widgets.__file__).parent

@@ -13,58 +13,10 @@ from .checks import FILL_VALUE_THRESHOLD, _model_dtype_device, check_input, reso
 from .errors import InputError, LRPError
 from .modes import eval_mode
 from .propagation import Session
-from .results import Result, listed, plural
+from .results import ConservationTable, Result, listed, plural
 from .signatures import keyword_arguments
 
 __all__ = ["Explanation", "ConservationTable", "explain", "check_input", "FILL_VALUE_THRESHOLD"]
-
-
-@dataclass
-class ConservationTable:
-    """Relevance sum per sample at each stage, from the explained output down to the input.
-
-    ``names[i]`` is a stage ("output", then each layer's input, then "input"), ``sums[i, n]`` the
-    relevance sum of sample ``n`` there. Where a stage's sum differs from the output's, bias and
-    stabilizers absorbed (or injected) relevance.
-    """
-
-    names: list
-    sums: np.ndarray
-
-    def __len__(self):
-        return len(self.names)
-
-    def to_dict(self) -> dict:
-        """``{stage: per-sample sums}``."""
-        return {name: self.sums[i] for i, name in enumerate(self.names)}
-
-    def ratio(self) -> np.ndarray:
-        """Each stage's sum divided by the output's (1 means conserved)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return self.sums / self.sums[0]
-
-    def _columns(self, limit=4):
-        n = self.sums.shape[1]
-        shown = min(n, limit)
-        return shown, [f"sample {i}" for i in range(shown)] + (["..."] if n > shown else [])
-
-    def __repr__(self):
-        shown, headers = self._columns()
-        width = max(len(n) for n in self.names) + 2
-        lines = ["relevance sum per sample".ljust(width) + "".join(h.rjust(13) for h in headers)]
-        for i, name in enumerate(self.names):
-            cells = "".join(f"{v:13.5g}" for v in self.sums[i, :shown])
-            lines.append(name.ljust(width) + cells + ("          ..." if self.sums.shape[1] > shown else ""))
-        return "\n".join(lines)
-
-    def _repr_html_(self):
-        shown, headers = self._columns()
-        head = "".join(f"<th>{h}</th>" for h in headers)
-        rows = "".join(
-            f"<tr><td>{name}</td>" + "".join(f"<td>{v:.5g}</td>" for v in self.sums[i, :shown]) + "</tr>"
-            for i, name in enumerate(self.names)
-        )
-        return f"<table><thead><tr><th>stage</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
 @dataclass(repr=False)

@@ -55,6 +55,7 @@ from torch import nn
 
 from . import recurrent_cells, rules
 from .errors import UnsupportedModuleError
+from .results import ConservationTable
 from .types import RECURRENT
 
 __all__ = ["RECURRENT", "RecurrentRelevance", "check_call", "attach"]
@@ -105,12 +106,18 @@ class RecurrentRelevance:
         """(layers, N, T) relevance of the hidden state at each step, summed over units."""
         return self.hidden.sum(dim=3)
 
-    def conservation(self) -> torch.Tensor:
-        """(N,) ``input + initial states + leaked - arriving``: zero up to rounding."""
-        kept = self.relevance.sum(dim=(1, 2)) + self.leaked - self.arriving
+    def conservation(self) -> ConservationTable:
+        """Relevance arriving at the module's outputs, reaching its inputs (and initial states), leaked.
+
+        ``conservation().residual()`` is ``input + initial states + leaked - arriving``, zero up to
+        rounding.
+        """
+        reached = self.relevance.sum(dim=(1, 2))
         for state in self.initial_state:
-            kept = kept + state.sum(dim=(0, 2))
-        return kept
+            reached = reached + state.sum(dim=(0, 2))
+        sums = torch.stack([self.arriving, reached]).detach().cpu().double().numpy()
+        return ConservationTable(["arriving", "input and initial states"], sums,
+                                 leaked=self.leaked.detach().cpu().double().numpy())
 
     def __repr__(self):
         n, steps, features = self.relevance.shape
@@ -124,12 +131,12 @@ class RecurrentRelevance:
         with torch.no_grad():
             ratio = (kept / arriving).mean().item()
         return (f"{self!r}\nmean input/arriving relevance {ratio:.3g}, mean leaked {self.leaked.double().mean().item():.3g}, "
-                f"max |conservation residual| {self.conservation().abs().max().item():.2g}")
+                f"max |conservation residual| {abs(self.conservation().residual()).max():.2g}")
 
     def to_dict(self) -> dict:
         """Every field, plus the time profile and the conservation residual."""
         fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        return {**fields, "time_profile": self.time_profile, "conservation": self.conservation()}
+        return {**fields, "time_profile": self.time_profile, "conservation": self.conservation().to_dict()}
 
 
 # -- checks -------------------------------------------------------------------------------------

@@ -9,10 +9,11 @@ drawing code; without a registered picture a result shows its summary.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Result", "register_display", "display_function", "listed", "plural"]
+__all__ = ["ConservationTable", "Result", "register_display", "display_function", "listed", "plural"]
 
 #: result class -> function(result) -> PNG bytes; filled by lrp_widgets.display.
 DISPLAYS: dict = {}
@@ -85,3 +86,63 @@ class Result:
     def _repr_png_(self):
         to_png = display_function(self)
         return None if to_png is None else to_png(self)
+
+
+@dataclass
+class ConservationTable:
+    """Relevance sum per sample at each stage, from the explained output down to the input.
+
+    ``names[i]`` is a stage ("output", then each layer's input, then "input"), ``sums[i, n]`` the
+    relevance sum of sample ``n`` there. Where a stage's sum differs from the output's, bias and
+    stabilizers absorbed (or injected) relevance. Every result's ``conservation()`` returns this
+    table: :func:`~lrp_widgets.explain` records each layer; the ESN and the recurrent stages record
+    the output and the input, and ``leaked`` (what biases and stabilizers kept), so that
+    :meth:`residual` checks the bookkeeping.
+    """
+
+    names: list
+    sums: np.ndarray
+    #: (N,) relevance absorbed on the way where a result tracks it (biases, stabilizers); else None
+    leaked: np.ndarray | None = None
+
+    def __len__(self):
+        return len(self.names)
+
+    def to_dict(self) -> dict:
+        """``{stage: per-sample sums}``, plus ``leaked`` where tracked."""
+        stages = {name: self.sums[i] for i, name in enumerate(self.names)}
+        return stages if self.leaked is None else {**stages, "leaked": self.leaked}
+
+    def residual(self) -> np.ndarray:
+        """(N,) ``last stage + leaked - first stage``: zero up to rounding when ``leaked`` is tracked."""
+        if self.leaked is None:
+            raise ValueError("this table does not track leaked relevance; compare stages with ratio()")
+        return self.sums[-1] + self.leaked - self.sums[0]
+
+    def ratio(self) -> np.ndarray:
+        """Each stage's sum divided by the output's (1 means conserved)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.sums / self.sums[0]
+
+    def _columns(self, limit=4):
+        n = self.sums.shape[1]
+        shown = min(n, limit)
+        return shown, [f"sample {i}" for i in range(shown)] + (["..."] if n > shown else [])
+
+    def __repr__(self):
+        shown, headers = self._columns()
+        width = max(len(n) for n in self.names) + 2
+        lines = ["relevance sum per sample".ljust(width) + "".join(h.rjust(13) for h in headers)]
+        for i, name in enumerate(self.names):
+            cells = "".join(f"{v:13.5g}" for v in self.sums[i, :shown])
+            lines.append(name.ljust(width) + cells + ("          ..." if self.sums.shape[1] > shown else ""))
+        return "\n".join(lines)
+
+    def _repr_html_(self):
+        shown, headers = self._columns()
+        head = "".join(f"<th>{h}</th>" for h in headers)
+        rows = "".join(
+            f"<tr><td>{name}</td>" + "".join(f"<td>{v:.5g}</td>" for v in self.sums[i, :shown]) + "</tr>"
+            for i, name in enumerate(self.names)
+        )
+        return f"<table><thead><tr><th>stage</th>{head}</tr></thead><tbody>{rows}</tbody></table>"

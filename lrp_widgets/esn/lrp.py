@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..engine.checks import InputError, resolve_target
-from ..engine.results import Result, listed, plural
+from ..engine.results import ConservationTable, Result, listed, plural
 from ..engine.signatures import keyword_arguments
 from .model import ESN, _Trace
 from .sequences import _as_tensor, leak_only_decay_rate, piece_bounds, piece_lags
@@ -92,9 +92,17 @@ class ESNExplanation(Result):
         """(N,) the output that was explained (the target's score, no softmax)."""
         return self.output.gather(1, self.target[:, None])[:, 0]
 
-    def conservation(self) -> torch.Tensor:
-        """(N,) ``sum(relevance) + leaked - explained_output``; zero up to rounding."""
-        return self.relevance.sum(dim=(1, 2)) + self.leaked - self.explained_output
+    def conservation(self) -> ConservationTable:
+        """Explained output and input relevance per sample, with ``leaked``.
+
+        ``conservation().residual()`` is ``sum(relevance) + leaked - explained_output``, zero up
+        to rounding.
+        """
+        def numpy(tensor):
+            return tensor.detach().cpu().double().numpy().reshape(len(self.target), -1).sum(1)
+
+        return ConservationTable(["output", "input"], np.stack([numpy(self.explained_output), numpy(self.relevance)]),
+                                 leaked=numpy(self.leaked))
 
     @property
     def theory_decay_rate(self) -> float:
@@ -127,9 +135,9 @@ class ESNExplanation(Result):
         ])
 
     def to_dict(self) -> dict:
-        """Every field, plus ``conservation`` (the per-sample residual)."""
+        """Every field, plus ``conservation`` (the table as a dict: output, input, leaked)."""
         fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        return {**fields, "conservation": self.conservation()}
+        return {**fields, "conservation": self.conservation().to_dict()}
 
 
 def _resolve_target(esn: ESN, output: torch.Tensor, target) -> torch.Tensor:

@@ -106,7 +106,7 @@ def esn_decay(size=32, seeds=(0, 1, 2, 3, 4), leak_rates=(0.05, 0.1, 0.2, 0.3, 0
                         "decay_rate": explanation.decay_rate,
                         "leaked_share": float((explanation.leaked / explained).mean()),
                         "readout_share": float((readout / explained).mean()),
-                        "conservation": float(explanation.conservation().abs().max()),
+                        "conservation": float(abs(explanation.conservation().residual()).max()),
                         "profile": [float(f"{v:.4g}") for v in (profile / profile.max()).tolist()],  # by column
                         "accuracy": esn.score(X_test, data.test.y[:n_explained]),
                     })
