@@ -34,7 +34,8 @@ BENCHMARKS = {
     "rnn": ("LSTM/GRU", ["--threads", "1"]),
     "removal": ("Removal curves", []),
     "paths": ("Paths", []),
-    "widgets": ("Widgets", []),
+    "widgets": ("Widgets (kernel side)", []),
+    "browser_latency": ("In the browser: key press -> changed pixels in JupyterLab + Chromium", []),
 }
 
 
