@@ -255,16 +255,23 @@ assert (white & ~ocean).sum() == (~ocean).sum()
 # %% [markdown]
 # ### 5c. A rule that ignores the input
 #
-# `explain`'s default composite, `epsilon_plus_flat`, uses the *flat* rule on the first layer:
-# it spreads the relevance of each first-layer neuron evenly over all the inputs it sees, whatever
-# their values. The zB (box) rule of `epsilon_gamma_box` weighs inputs by their distance to the
+# `epsilon_plus_flat` (the default `explain` picks for a model whose first layer is a convolution;
+# for a dense first layer, as in this MLP, it picks `epsilon_plus` and warns if you ask for flat)
+# uses the *flat* rule on the first layer: it spreads the relevance of each first-layer neuron
+# evenly over all the inputs it sees, whatever their values. The zB (box) rule of `epsilon_gamma_box` weighs inputs by their distance to the
 # input bounds, which is not zero on land either.
 
 # %%
-for composite in ("epsilon_plus", "epsilon_plus_flat", "epsilon_gamma_box"):
-    relevance = explain(models["MLP"], test_x, composite=composite).relevance[:, 0].numpy()
-    print(f"MLP, {composite:>18}: share of |relevance| on land {shares(relevance)[0]:.3f}")
-flat = explain(models["MLP"], test_x, composite="epsilon_plus_flat").relevance[:, 0].numpy()
+import warnings
+
+from lrp_widgets.engine.errors import LRPWarning
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", LRPWarning)  # flat on a dense layer, on purpose here
+    for composite in ("epsilon_plus", "epsilon_plus_flat", "epsilon_gamma_box"):
+        relevance = explain(models["MLP"], test_x, composite=composite).relevance[:, 0].numpy()
+        print(f"MLP, {composite:>18}: share of |relevance| on land {shares(relevance)[0]:.3f}")
+    flat = explain(models["MLP"], test_x, composite="epsilon_plus_flat").relevance[:, 0].numpy()
 zbox = explain(models["MLP"], test_x, composite="epsilon_gamma_box").relevance[:, 0].numpy()
 print(f"land is {(~ocean).mean():.3f} of the grid")
 fig, axes = plt.subplots(1, 2, figsize=(10, 2.7))
