@@ -130,7 +130,7 @@ def leak_explorer():
 
 def test_leak_rate_explorer_every_control(leak_explorer):
     e = leak_explorer
-    assert e.last_error is None and set(e.controls) == {"leak_rate", "slices", "direction", "sample"}
+    assert e.last_error is None and set(e.controls) == {"leak_rate", "slices", "direction", "sample", "compare"}
     e.controls["leak_rate"].value = 0.01
     slow = e.state["decay_rate"]
     slow_theory = e.state["theory_profile"].copy()
@@ -166,3 +166,33 @@ def test_leak_rate_explorer_masks_land_on_enso():
     rgb = e.heatmap.pixels  # land is drawn grey, block by block
     blocks = rgb[:: rgb.shape[0] // land.shape[0], :: rgb.shape[1] // land.shape[1]][: land.shape[0], : land.shape[1]]
     assert (blocks[land] == MISSING_RGB).all() and not (blocks[~land] == MISSING_RGB).all(axis=-1).any()
+
+
+def test_leak_rate_explorer_compares_with_the_zoo_lstm_and_gru():
+    from lrp_widgets.widgets import LeakRateExplorer
+
+    e = LeakRateExplorer("two_squares", n_reservoir=60, n_explain=8, progress=False)  # the zoo's 32x32 data
+    assert not e.controls["compare"].disabled and e.state["compare_profile"] is None
+    assert len(e.decay_lines[2].get_xdata()) == 0  # nothing overlaid
+    profiles = {}
+    for choice in ("lstm", "gru"):
+        e.controls["compare"].value = choice
+        assert e.last_error is None and e.state["compare"] == choice
+        profile = e.state["compare_profile"]
+        assert profile.shape == (32,) and profile.max() == pytest.approx(1.0)
+        np.testing.assert_allclose(e.decay_lines[2].get_ydata(), np.clip(profile, 1e-6, None))
+        assert choice.upper() in e.readout.value and "test accuracy" in e.state["compare_note"]
+        profiles[choice] = profile
+    assert not np.allclose(profiles["lstm"], profiles["gru"])
+    # the zoo models read left to right: fed right to left, nothing is drawn and the note says why
+    e.controls["direction"].value = "right_to_left"
+    assert e.state["compare_profile"] is None and "not drawn" in e.state["compare_note"]
+    assert len(e.decay_lines[2].get_xdata()) == 0
+
+
+def test_leak_rate_explorer_compare_disabled_for_other_data(leak_explorer):
+    control = leak_explorer.controls["compare"]
+    assert control.disabled and "32x32 two squares" in control.tooltip  # 16x16 data: no zoo model
+    control.value = "lstm"
+    assert leak_explorer.state["compare_profile"] is None and "32x32" in leak_explorer.state["compare_note"]
+    control.value = "none"

@@ -60,3 +60,23 @@ def test_informative_share_and_table():
     assert studies.mean_sd([1.0, 3.0]) == f"2.000 +- {np.std([1, 3], ddof=1):.3f} (n = 2)"
     table = studies.findings_table([("a", "b", "holds")])
     assert table.splitlines()[0].startswith("| finding (paper)") and table.splitlines()[-1] == "| a | b | holds |"
+
+
+def test_rnn_comparison_small():
+    torch.set_num_threads(1)
+    result = studies.rnn_comparison(seeds=(0,), cases=(("two_squares", "right_to_left"),), size=16, n_explained=12, steps=4,
+                                    hidden=4, epochs=2)
+    rows = result["rows"]
+    assert [row["model"] for row in rows] == ["ESN", "LSTM", "GRU"]
+    by_model = {row["model"]: row for row in rows}
+    # trainable parameters: the ESN's ridge readout only; the gated cells 4 (LSTM) or 3 (GRU) blocks of weights
+    assert by_model["ESN"]["n_parameters"] == 2 * 301
+    assert by_model["LSTM"]["n_parameters"] == 4 * (16 * 4 + 4 * 4 + 2 * 4) + 4 * 2 + 2
+    assert by_model["GRU"]["n_parameters"] == 3 * (16 * 4 + 4 * 4 + 2 * 4) + 4 * 2 + 2
+    assert result["area"]["two_squares"] == pytest.approx(4 / 256)
+    for row in rows:
+        assert len(row["profile"]) == 16 and max(row["profile"]) == 1.0
+        assert 0 <= row["share"] <= 1 and 0 <= row["accuracy"] <= 1 and row["train_seconds"] > 0
+        assert np.isfinite(row["decay_rate"]) and np.isfinite(row["aopc_accuracy_morf"])
+    # the ESN reads the informative square in the last steps: it learns it, and the relevance finds it
+    assert by_model["ESN"]["accuracy"] > 0.9 and by_model["ESN"]["share"] > 5 * result["area"]["two_squares"]

@@ -12,6 +12,7 @@ from ..esn import ESN, effective_radius, explain_esn, image_to_sequence, leak_on
 from ..plotting import plain_log_axis
 from .base import Explorer, State, torch_threads
 from .common import DATA_FORMS, as_data, check_model_and_data, log_slider, sample_slider
+from .leak_compare import COMPARE, ZooComparison, comparison_note
 from .panels import HeatmapPanel, ImagePanel, PlotPanel, TextPanel
 
 #: Leak rates of the accuracy/decay sweep drawn beside the slider (log-spaced).
@@ -45,13 +46,18 @@ class LeakRateState(State):
     theory_profile: np.ndarray  # leak-only alpha (1 - alpha)^lag per column, max 1
     sweep: dict  # leak_rates, accuracy, decay_rate over SWEEP
     suggested_leak_rate: float
+    compare: str  # "none", "lstm" or "gru"
+    compare_profile: np.ndarray | None  # the zoo LSTM/GRU's mean |relevance| per column, max 1
+    compare_note: str
 
 
 class LeakRateExplorer(Explorer):
     """An echo state network's leak rate against its memory: relevance maps and time-decay curves.
 
     Images are fed column by column (time = columns). Controls: ``leak_rate`` (log scale),
-    ``slices``, ``direction``, ``sample``. Shows the input, the relevance map (missing data
+    ``slices``, ``direction``, ``sample`` and ``compare`` (none / lstm / gru: overlay the time
+    profile of the zoo's LSTM or GRU trained on the same 32x32 two squares, see
+    :mod:`~lrp_widgets.widgets.leak_compare`; disabled, with the reason, for other data). Shows the input, the relevance map (missing data
     grey), the time-decay curve (mean |relevance| per column, log scale) with the leak-only
     theory (:func:`lrp_widgets.esn.leak_only_profile`) overlaid, and test accuracy and measured
     decay rate against the leak rate, with the current value and the heuristic
@@ -106,19 +112,25 @@ class LeakRateExplorer(Explorer):
             "slices": widgets.Dropdown(options=[1, 2, 4, 8], value=1, description="slices"),
             "direction": widgets.ToggleButtons(options=["left_to_right", "right_to_left"], value="left_to_right", description="feed"),
             "sample": sample_slider(len(self.shown)),
+            "compare": widgets.Dropdown(options=list(COMPARE), value="none", description="compare"),
         }
+        self.comparison = ZooComparison(self.shown, test.x, test.y)
+        self.compare_unavailable = comparison_note(data, (self.channels, self.height, self.width))
+        controls["compare"].disabled = self.compare_unavailable is not None
+        controls["compare"].tooltip = self.compare_unavailable or "overlay the zoo's LSTM / GRU (trained on the same data)"
         controls["leak_rate"].tooltip = f"heuristic for {self.width} columns: {self.suggested:.3g}"
         mask = as_data(split("test")).extra("informative_mask")
         mask = mask if mask is not None else (getattr(data, "informative_mask", None) if not isinstance(data, dict) else data.get("informative_mask"))
         self.input_panel = ImagePanel(["input", "invalid"], title="input (columns = time)", cmap="RdBu_r", symmetric=True, mask="invalid")
         self.heatmap = HeatmapPanel(["relevance_map", "invalid"], title="relevance", outline=mask, mask="invalid")
-        self.decay = PlotPanel(["time_profile", "theory_profile"], self._draw_decay, title="time decay (dashed: leak-only)")
+        self.decay = PlotPanel(["time_profile", "theory_profile", "compare_profile"], self._draw_decay,
+                               title="time decay (dashed: leak-only; blue: LSTM/GRU)")
         plain_log_axis(self.decay.ax.yaxis)
         self.decay.ax.set_xlim(-0.5, self.width - 0.5)
         self.decay.ax.set_ylim(1e-4, 1.5)
         self.decay.ax.set_xlabel("column (time step)", fontsize=8)
         self.decay.ax.tick_params(labelsize=7)
-        self.decay_lines = [self.decay.ax.plot([], [], **style)[0] for style in ({"color": "tab:red", "marker": ".", "ms": 3}, {"color": "k", "ls": "--", "lw": 1})]
+        self.decay_lines = [self.decay.ax.plot([], [], **style)[0] for style in ({"color": "tab:red", "marker": ".", "ms": 3}, {"color": "k", "ls": "--", "lw": 1}, {"color": "tab:blue", "marker": "x", "ms": 3, "lw": 1})]
         self.sweep = PlotPanel(["sweep", "leak_rate"], self._draw_sweep, title="accuracy (green), decay/step (red)", marker="leak_rate")
         ax = self.sweep.ax
         plain_log_axis(ax.xaxis)
@@ -129,9 +141,10 @@ class LeakRateExplorer(Explorer):
         ax.tick_params(labelsize=7)
         self.sweep_lines = [ax.plot([], [], **style)[0] for style in (
             {"color": "tab:green", "marker": "o", "ms": 3}, {"color": "tab:red", "marker": "s", "ms": 3}, {"color": "k", "ls": "--", "lw": 1})]
-        readout = TextPanel(["leak_rate", "accuracy", "decay_rate", "theory_decay_rate"], lambda leak_rate, accuracy, decay_rate, theory_decay_rate: {
+        readout = TextPanel(["leak_rate", "accuracy", "decay_rate", "theory_decay_rate", "compare_note"], lambda leak_rate, accuracy, decay_rate, theory_decay_rate, compare_note: {
             "leak_rate": f"{leak_rate:.3g}", "heuristic": f"{self.suggested:.3g}", "test_accuracy": f"{accuracy:.1%}",
-            "decay_per_step": f"{decay_rate:.3g} (leak-only theory {theory_decay_rate:.3g})"})
+            "decay_per_step": f"{decay_rate:.3g} (leak-only theory {theory_decay_rate:.3g})",
+            **({"compare": compare_note} if compare_note else {})})
         self.connect(controls, [[self.input_panel, self.heatmap, self.decay, self.sweep]], readout)
 
     # -- computations (cached) ------------------------------------------------------------------
@@ -175,6 +188,8 @@ class LeakRateExplorer(Explorer):
         fit = self.fit_and_explain(leak_rate, slices, direction)
         # the profile runs in feeding order; shown per image column
         theory = leak_only_profile(self.width, leak_rate, slices)
+        compare = values["compare"] if self.compare_unavailable is None else "none"
+        compare_profile, compare_note = self.comparison.profile(compare, direction)
         return LeakRateState(
             leak_rate=leak_rate, slices=slices, direction=direction, sample=index,
             input=self.shown[index].sum(0).numpy(),
@@ -187,12 +202,14 @@ class LeakRateExplorer(Explorer):
             theory_profile=theory if direction == "left_to_right" else theory[::-1].copy(),
             sweep=self.sweep_curves(slices, direction),
             suggested_leak_rate=self.suggested,
+            compare=compare, compare_profile=compare_profile,
+            compare_note=compare_note if values["compare"] == "none" or self.compare_unavailable is None else self.compare_unavailable,
         )
 
-    def _draw_decay(self, ax, time_profile, theory_profile):
+    def _draw_decay(self, ax, time_profile, theory_profile, compare_profile):
         columns = np.arange(self.width)
-        for line, profile in zip(self.decay_lines, (time_profile, theory_profile)):
-            line.set_data(columns, np.clip(profile, 1e-6, None))
+        for line, profile in zip(self.decay_lines, (time_profile, theory_profile, compare_profile)):
+            line.set_data(*((columns, np.clip(profile, 1e-6, None)) if profile is not None else ([], [])))
 
     def _draw_sweep(self, ax, sweep):
         rates = sweep["leak_rates"]

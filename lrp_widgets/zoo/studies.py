@@ -21,6 +21,7 @@ from .. import data as datasets
 from .. import models
 from ..esn import ESN, effective_radius, explain_esn, image_to_sequence, measure_decay_rate, readout_leak, suggest_leak_rate
 from ..train import accuracy, sparsity, train
+from .rnn_study import rnn_comparison
 
 __all__ = ["Study", "STUDIES", "RESULTS_DIR", "run_study", "load_study", "paper_esn", "informative_share",
            "mean_sd", "findings_table"]
@@ -292,6 +293,8 @@ STUDIES: dict[str, Study] = {
     "l1_sweep": Study(l1_sweep, {}, "accuracy / sparsity / focus vs L1 up to 0.1, MLP and CNN, 5 seeds"),
     "enso_leave_years_out": Study(enso_leave_years_out, {}, "real-winter accuracy with the EOF basis built without the test winters"),
     "explainability": Study(explainability, {}, "ESN vs MLP / CNN: share of |R| on the informative region and removal AOPC"),
+    "rnn_comparison": Study(rnn_comparison, {}, "ESN vs LSTM vs GRU on column sequences: accuracy, parameters, training time, "
+                            "informative share, removal AOPC, time decay; two squares both ways and ENSO, 5 seeds"),
 }
 
 
