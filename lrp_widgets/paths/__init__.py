@@ -49,6 +49,7 @@ from .chain import (
     ACTIVATION_TYPES,
     POOL_TYPES,
     SCORES,
+    THROUGH,
     TRANSPARENT_TYPES,
     _BLOCK,
     _leaf_chain,

@@ -11,6 +11,9 @@ from ..engine.composites import Composite
 from ..engine.errors import InputError, UnsupportedModuleError
 
 SCORES = ("product", "min")
+# Which neurons a path may use: "all" (any neuron of a chosen layer) or "selected" (only those
+# GetOptimizer keeps, the paper's mode: paths are built through the selected neurons).
+THROUGH = ("all", "selected")
 # Old names of the layer families (``engine/types.py``), kept importable.
 ACTIVATION_TYPES = types.ACTIVATION + types.OTHER_ACTIVATION
 TRANSPARENT_TYPES = types.TRANSPARENT
