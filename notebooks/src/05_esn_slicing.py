@@ -271,7 +271,7 @@ print(f"explorer: accuracy {explorer.state['accuracy']:.1%}, decay {explorer.sta
 explorer
 
 # %% [markdown]
-# ## What you saw
+# ## 6. The findings in one table
 #
 # The findings of the paper [1] about slicing, measured here (generated from the numbers above):
 
@@ -298,6 +298,8 @@ display(Markdown("| finding (paper [1]) | measured here (mean ± sd, 5 seeds) | 
                  + "\n".join(f"| {finding} | {measured} | {holds} |" for finding, measured, holds in table)))
 
 # %% [markdown]
+# ## What you saw
+#
 # * The gateway is a property of a fast leak on a long sequence: the map then shows the end of
 #   the sequence more than the information. Slicing the sequence, with the same reservoir and
 #   leak rate, moves the relevance back onto the informative square, and at the fastest leak it

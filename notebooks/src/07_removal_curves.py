@@ -245,7 +245,7 @@ assert all(torch.equal(pruning[seed].masks["relevance"], pruning[seed].masks["gr
 assert lower(kept["relevance"][:, 1] - kept["relevance"][:, 0]) > -0.05  # half the input, almost all of the accuracy
 
 # %% [markdown]
-# ## What you saw
+# ## 6. The findings in one table
 #
 # The findings of the feature-removal paper [1], measured here (generated from the numbers above):
 
@@ -278,6 +278,8 @@ display(Markdown("| finding (paper [1]) | measured here (mean ± sd, 5 seeds) | 
                  + "\n".join(f"| {finding} | {measured} | {holds} |" for finding, measured, holds in table)))
 
 # %% [markdown]
+# ## What you saw
+#
 # * Removing pixels in relevance order tests an explanation against the model: with LRP on the
 #   digits CNNs, MoRF makes the score fall fastest and LeRF slowest, for every baseline.
 # * The baseline changes the numbers a lot, so a removal curve or an AOPC must always say which

@@ -1,0 +1,137 @@
+"""Neuron-path findings over seeds, cached: ``python -m lrp_widgets.zoo.path_study``.
+
+Notebook 08 asserts its findings over 5 MiniVGGs; training one takes minutes, so the numbers are
+computed here and written to ``results/paths_minivgg.json`` (settings, per-seed numbers, seconds,
+torch version: the format of the zoo's other studies). Seed ``s`` draws the shapes data set
+(``shapes(n=3000, seed=s)``) and the initial weights and batch order of the ``shapes_minivgg``
+recipe; seed 0 is the shipped zoo model itself. Per seed, over the first ``n_samples`` test
+images:
+
+* the share of positive mass on the object's mask of the full LRP map, the k-path relevance
+  (paths through any neuron, and through the GetOptimizer-selected neurons only, the paper's
+  mode), the path channels' activation maps and deconvolutions at two conv layers;
+* fidelity (the project's definition: MSE and SMAPE between the k-path and the full heatmap)
+  for k = 1..20, with the default composite and with z+ everywhere, in both path modes;
+* how often the best path of the paper's mode differs from the unrestricted one.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import data as datasets
+from .. import models
+from ..engine.composites import Composite
+from ..engine import rules
+from ..paths import PathFinder, activation_heatmap, deconvolve
+from ..train import accuracy, train
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+NAME = "paths_minivgg"
+SETTINGS = {"seeds": [0, 1, 2, 3, 4], "n_samples": 40, "k": 5, "ks": list(range(1, 21)), "layers": ["features.10", "features.4"]}
+
+
+def trained_minivgg(seed: int):
+    """The shapes_minivgg recipe with seed ``seed`` for the data and the training; seed 0 is the zoo model."""
+    from . import build, load
+
+    recipe = build.RECIPES["shapes_minivgg"]
+    data = datasets.load({**recipe.dataset, "seed": seed})
+    if seed == recipe.seed and recipe.dataset.get("seed") == 0:
+        return load("shapes_minivgg").eval(), data
+    torch.manual_seed(seed)
+    model = models.build(recipe.architecture)
+    train(model, data, epochs=recipe.epochs, lr=recipe.lr, batch_size=recipe.batch_size, seed=seed, progress=False)
+    return model.eval(), data
+
+
+def _object_share(heat: np.ndarray, mask: np.ndarray) -> float:
+    positive = np.clip(heat, 0, None)
+    return float((positive * mask).sum() / max(positive.sum(), 1e-30))
+
+
+def _never_rises(curve: np.ndarray) -> bool:
+    return bool(np.all(np.diff(curve) <= 1e-12 * np.abs(curve).max()))
+
+
+def zplus_everywhere() -> Composite:
+    return Composite(layer_rules={(nn.Conv2d, nn.Linear): rules.ZPlus()}, name="z+ everywhere")
+
+
+def measure(model, data, n_samples: int, k: int, ks, layers) -> dict:
+    """The per-seed numbers (module docstring), as lists over samples."""
+    test = data.test
+    masks = np.asarray(test.masks[:n_samples], dtype=bool)
+    out: dict = {"test_accuracy": accuracy(model, test.x, test.y), "area": float(masks.mean())}
+    shares: dict = {}
+    fidelity: dict = {}
+    differs, selected_fraction = [], []
+    for sample in range(n_samples):
+        x = test.x[sample : sample + 1]
+        for composite_name, composite in (("epsilon_plus_flat", "epsilon_plus_flat"), ("zplus", zplus_everywhere())):
+            finder = PathFinder(model, x, composite=composite)
+            for through in ("all", "selected"):
+                curve = finder.fidelity(ks, through=through)
+                fidelity.setdefault(f"{composite_name}/{through}/mse", []).append(curve.mse.tolist())
+                fidelity.setdefault(f"{composite_name}/{through}/smape", []).append(curve.smape.tolist())
+            if composite_name != "epsilon_plus_flat":
+                continue
+            full = finder.full_heatmap[0].sum(0).double().numpy()
+            shares.setdefault("full LRP", []).append(_object_share(full, masks[sample]))
+            for through in ("all", "selected"):
+                heat = finder.heatmap(k, through=through)[0].sum(0).double().numpy()
+                shares.setdefault(f"k-path relevance ({through})", []).append(_object_share(heat, masks[sample]))
+            by_layer = finder.paths(k).neurons_by_layer()
+            for layer in layers:
+                channels = [int(c) for c in by_layer[layer]]
+                activation = activation_heatmap(model, x, layer, channels)[0].double().numpy()
+                shares.setdefault(f"activation {layer}", []).append(_object_share(activation.reshape(masks[sample].shape), masks[sample]))
+                deconvolution = sum(deconvolve(model, x, layer, c)[0] for c in channels)
+                shares.setdefault(f"deconvolution {layer}", []).append(
+                    _object_share(np.abs(deconvolution.double().numpy()).sum(0), masks[sample]))
+            differs.append(finder.paths(1)[0].neurons != finder.paths(1, through="selected")[0].neurons)
+            selections = finder.selections()
+            selected_fraction.append(float(np.mean([len(s) / len(s.scores) for s in selections.values()])))
+    out.update(shares=shares, fidelity=fidelity, best_path_differs=differs, selected_fraction=selected_fraction)
+    return out
+
+
+def run(results_dir: Path | str = RESULTS_DIR, threads: int = 1, settings: dict | None = None) -> dict:
+    """Train (or load) every seed's model, measure it, and write ``results/paths_minivgg.json``
+    after each seed (an interrupted run keeps what it finished)."""
+    settings = dict(SETTINGS if settings is None else settings)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    path = Path(results_dir) / f"{NAME}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    results: dict = {}
+    try:
+        for seed in settings["seeds"]:
+            model, data = trained_minivgg(seed)
+            results[str(seed)] = measure(model, data, settings["n_samples"], settings["k"], settings["ks"], settings["layers"])
+            document = {"study": NAME, "description": "neuron paths on 5 MiniVGGs (shapes): object shares, fidelity, paper mode",
+                        "settings": settings, "torch": torch.__version__, "seconds": round(time.perf_counter() - start, 1),
+                        "results": results}
+            path.write_text(json.dumps(document, separators=(",", ":")) + "\n")
+            print(f"seed {seed} done after {document['seconds']} s", flush=True)
+    finally:
+        torch.set_num_threads(previous)
+    return document
+
+
+def load_results(results_dir: Path | str = RESULTS_DIR) -> dict:
+    """The cached study (see :func:`run`)."""
+    path = Path(results_dir) / f"{NAME}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"the path study has not been run; run `python -m lrp_widgets.zoo.path_study`")
+    return json.loads(path.read_text())
+
+
+if __name__ == "__main__":
+    run()
