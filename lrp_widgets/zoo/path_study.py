@@ -4,8 +4,10 @@ Notebook 08 asserts its findings over 5 MiniVGGs; training one takes minutes, so
 computed here and written to ``results/paths_minivgg.json`` (settings, per-seed numbers, seconds,
 torch version: the format of the zoo's other studies). Seed ``s`` draws the shapes data set
 (``shapes(n=3000, seed=s)``) and the initial weights and batch order of the ``shapes_minivgg``
-recipe; seed 0 is the shipped zoo model itself. Per seed, over the first ``n_samples`` test
-images:
+recipe; seed 0 is the shipped zoo model itself. A seed whose model does not train (test
+accuracy below ``min_accuracy``; MiniVGG with dropout occasionally collapses to one class) is
+recorded as failed and the next seed is tried, until ``n_models`` models have trained. Per
+trained seed, over the first ``n_samples`` test images:
 
 * the share of positive mass on the object's mask of the full LRP map, the k-path relevance
   (paths through any neuron, and through the GetOptimizer-selected neurons only, the paper's
@@ -13,6 +15,9 @@ images:
 * fidelity (the project's definition: MSE and SMAPE between the k-path and the full heatmap)
   for k = 1..20, with the default composite and with z+ everywhere, in both path modes;
 * how often the best path of the paper's mode differs from the unrestricted one.
+
+An image on which no path carries positive relevance gets NaN for the activation and
+deconvolution shares (there are no path channels); average with ``np.nanmean``.
 """
 from __future__ import annotations
 
@@ -33,7 +38,10 @@ from ..train import accuracy, train
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 NAME = "paths_minivgg"
-SETTINGS = {"seeds": [0, 1, 2, 3, 4], "n_samples": 40, "k": 5, "ks": list(range(1, 21)), "layers": ["features.10", "features.4"]}
+SETTINGS = {"n_models": 5, "max_seed": 9, "min_accuracy": 0.9, "n_samples": 40, "k": 5, "ks": list(range(1, 21)),
+            "layers": ["features.10", "features.4"]}
+# what a cached seed's numbers depend on (a resumed run keeps seeds measured with these)
+_MEASURED_WITH = ("n_samples", "k", "ks", "layers")
 
 
 def trained_minivgg(seed: int):
@@ -63,8 +71,19 @@ def zplus_everywhere() -> Composite:
     return Composite(layer_rules={(nn.Conv2d, nn.Linear): rules.ZPlus()}, name="z+ everywhere")
 
 
+def summarize_fidelity(curves) -> dict:
+    """Per-image fidelity curves (images, ks) -> the shares of images whose curve never rises and
+    whose last value is below the first, the mean ratio last / first, and the mean curve / first."""
+    curves = np.asarray(curves, dtype=float)
+    rises = ~np.all(np.diff(curves, axis=1) <= 1e-12 * np.abs(curves).max(axis=1, keepdims=True), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # an all-zero curve (no path, no map) has no ratio
+        relative = curves / curves[:, :1]
+    return {"never_rises": float((~rises).mean()), "falls": float((curves[:, -1] < curves[:, 0]).mean()),
+            "ratio": float(np.nanmean(relative[:, -1])), "relative_curve": np.nanmean(relative, 0).tolist()}
+
+
 def measure(model, data, n_samples: int, k: int, ks, layers) -> dict:
-    """The per-seed numbers (module docstring), as lists over samples."""
+    """The per-seed numbers (module docstring): shares per image, fidelity summarized."""
     test = data.test
     masks = np.asarray(test.masks[:n_samples], dtype=bool)
     out: dict = {"test_accuracy": accuracy(model, test.x, test.y), "area": float(masks.mean())}
@@ -89,21 +108,27 @@ def measure(model, data, n_samples: int, k: int, ks, layers) -> dict:
             by_layer = finder.paths(k).neurons_by_layer()
             for layer in layers:
                 channels = [int(c) for c in by_layer[layer]]
+                if not channels:  # no path carries positive relevance (e.g. f <= 0): nothing to look at
+                    shares.setdefault(f"activation {layer}", []).append(float("nan"))
+                    shares.setdefault(f"deconvolution {layer}", []).append(float("nan"))
+                    continue
                 activation = activation_heatmap(model, x, layer, channels)[0].double().numpy()
                 shares.setdefault(f"activation {layer}", []).append(_object_share(activation.reshape(masks[sample].shape), masks[sample]))
                 deconvolution = sum(deconvolve(model, x, layer, c)[0] for c in channels)
                 shares.setdefault(f"deconvolution {layer}", []).append(
                     _object_share(np.abs(deconvolution.double().numpy()).sum(0), masks[sample]))
-            differs.append(finder.paths(1)[0].neurons != finder.paths(1, through="selected")[0].neurons)
+            best, best_selected = finder.paths(1), finder.paths(1, through="selected")
+            differs.append(len(best) != len(best_selected) or (len(best) > 0 and best[0].neurons != best_selected[0].neurons))
             selections = finder.selections()
             selected_fraction.append(float(np.mean([len(s) / len(s.scores) for s in selections.values()])))
+    fidelity = {key: summarize_fidelity(curves) for key, curves in fidelity.items()}
     out.update(shares=shares, fidelity=fidelity, best_path_differs=differs, selected_fraction=selected_fraction)
     return out
 
 
 def run(results_dir: Path | str = RESULTS_DIR, threads: int = 1, settings: dict | None = None) -> dict:
-    """Train (or load) every seed's model, measure it, and write ``results/paths_minivgg.json``
-    after each seed (an interrupted run keeps what it finished)."""
+    """Train (or load) each seed's model, measure it, and write ``results/paths_minivgg.json``
+    after each seed (an interrupted run keeps what it finished; a new run resumes from it)."""
     settings = dict(SETTINGS if settings is None else settings)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -111,18 +136,44 @@ def run(results_dir: Path | str = RESULTS_DIR, threads: int = 1, settings: dict 
     path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     results: dict = {}
+    earlier = 0.0
+    if path.is_file():  # resume: keep the seeds an earlier run with the same settings finished
+        previous_run = json.loads(path.read_text())
+        if all(previous_run.get("settings", {}).get(key) == settings[key] for key in _MEASURED_WITH):
+            results, earlier = previous_run["results"], float(previous_run.get("seconds", 0.0))
+            for entry in results.values():  # older runs kept every image's curve: summarize them
+                for key, value in entry.get("fidelity", {}).items():
+                    if isinstance(value, list):
+                        entry["fidelity"][key] = summarize_fidelity(value)
+    def mark(seed):
+        entry = results[str(seed)]
+        if entry["test_accuracy"] < settings["min_accuracy"]:  # keep the accuracy that says so, not the maps
+            results[str(seed)] = {"test_accuracy": entry["test_accuracy"], "failed": True}
+        else:
+            entry["failed"] = False
+
+    def write():
+        document = {"study": NAME, "description": "neuron paths on trained MiniVGGs (shapes): object shares, fidelity, paper mode",
+                    "settings": settings, "torch": torch.__version__, "seconds": round(earlier + time.perf_counter() - start, 1),
+                    "results": results}
+        path.write_text(json.dumps(document, separators=(",", ":")) + "\n")
+        return document
+
+    for seed in list(results):
+        mark(seed)
     try:
-        for seed in settings["seeds"]:
+        for seed in range(settings["max_seed"] + 1):
+            if sum(not entry["failed"] for entry in results.values()) >= settings["n_models"]:
+                break
+            if str(seed) in results:
+                continue
             model, data = trained_minivgg(seed)
             results[str(seed)] = measure(model, data, settings["n_samples"], settings["k"], settings["ks"], settings["layers"])
-            document = {"study": NAME, "description": "neuron paths on 5 MiniVGGs (shapes): object shares, fidelity, paper mode",
-                        "settings": settings, "torch": torch.__version__, "seconds": round(time.perf_counter() - start, 1),
-                        "results": results}
-            path.write_text(json.dumps(document, separators=(",", ":")) + "\n")
-            print(f"seed {seed} done after {document['seconds']} s", flush=True)
+            mark(seed)
+            print(f"seed {seed} done after {write()['seconds']} s", flush=True)
     finally:
         torch.set_num_threads(previous)
-    return document
+    return write()
 
 
 def load_results(results_dir: Path | str = RESULTS_DIR) -> dict:

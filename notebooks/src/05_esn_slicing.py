@@ -215,8 +215,8 @@ for a in (0.005, 0.05, 0.1):
 # ## 3. The paper's setting: leak rate 0.005, 100x100, column-wise
 #
 # The paper reports gateway artifacts for its ESN at leak rate 0.005, fed column by column, on
-# 100x100 images. Same reservoir, the paper's image size (the square now lies about 70 columns
-# before the end), 5 seeds; and for contrast the fast leak rate 0.6 at the same size.
+# 100x100 images. Same reservoir, the paper's image size (the informative square now enters
+# about two thirds of the sequence before its end), 5 seeds; and for contrast the fast leak rate 0.6 at the same size.
 
 # %%
 paper = {(a, S): over_seeds(a, S, size=100) for a in (0.005, 0.6) for S in (1, 4)}

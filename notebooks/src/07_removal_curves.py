@@ -191,7 +191,8 @@ assert lower(removal["least relevant"] - removal["random"], n_sd=1) > 0    # ran
 # does. So `prune_inputs` also ranks by the model's **gradient** (mean |df/dx|), by
 # **gradient x input** and by the **variance** of each pixel over the training set (no model at
 # all). We use a small MLP (32 hidden units) and a fast fit (8 epochs, a larger step and batch
-# than the defaults) so that the 80 models train in seconds. The relevance uses the epsilon rule
+# than the defaults) so that all the models (one per seed, ranking and
+# fraction kept) train in seconds. The relevance uses the epsilon rule
 # (its relevance is zero where the input is zero, so it follows where the data is).
 
 # %%
