@@ -36,8 +36,10 @@ SEEDS = range(5)
 
 
 def mean_sd(values, digits=2):
-    """'mean ± sd' of a list of per-seed values (sample sd)."""
+    """'mean ± sd' of a list of per-seed values (sample sd); ``digits=None``: 3 significant digits."""
     values = np.asarray(values, dtype=float)
+    if digits is None:
+        return f"{values.mean():.3g} ± {values.std(ddof=1):.3g}"
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
 
 
@@ -169,7 +171,7 @@ rows = ["| leak rate | accuracy S=1 | accuracy S=4 | last/first S=1 | last/first
 for a in RATES:
     one, four = study[a, 1], study[a, 4]
     rows.append(f"| {a} | {mean_sd(one['accuracy'])} | {mean_sd(four['accuracy'])} "
-                f"| {mean_sd(one['last_over_first'], 1)} | {mean_sd(four['last_over_first'], 1)} "
+                f"| {mean_sd(one['last_over_first'], None)} | {mean_sd(four['last_over_first'], None)} "
                 f"| {mean_sd(one['share'])} | {mean_sd(four['share'])} | {mean_sd(four['share'] - one['share'])} |")
 display(Markdown(f"32x32, mean ± sd over {len(SEEDS)} seeds\n\n" + "\n".join(rows)))
 
@@ -222,7 +224,7 @@ for a in (0.005, 0.05, 0.1):
 paper = {(a, S): over_seeds(a, S, size=100) for a in (0.005, 0.6) for S in (1, 4)}
 rows = ["| leak rate | slices | accuracy | last/first | share on the square |", "|---|---|---|---|---|"]
 for (a, S), result in paper.items():
-    rows.append(f"| {a} | {S} | {mean_sd(result['accuracy'])} | {mean_sd(result['last_over_first'], 2 if a < 0.1 else 0)} "
+    rows.append(f"| {a} | {S} | {mean_sd(result['accuracy'])} | {mean_sd(result['last_over_first'], None)} "
                 f"| {mean_sd(result['share'])} |")
 display(Markdown(f"100x100, mean ± sd over {len(SEEDS)} seeds\n\n" + "\n".join(rows)))
 

@@ -77,7 +77,7 @@ print(f"{len(cnns)} CNNs, test images per split: {len(cnns[0][1].test.x)}, test 
 # The explorer explains the first test images of the zoo model once (LRP `epsilon_plus_flat`,
 # the relevance of the predicted class) and computes, for every baseline, the three curves over
 # those images: the mean probability of the originally predicted class after removing a
-# fraction of the pixels (a second or two, with a progress bar). A control change then only
+# fraction of the pixels (a second or two; `progress=True` would show a bar). A control change then only
 # perturbs one image and runs one forward pass:
 #
 # * **fraction** moves the dashed marker; the third panel is the current sample with that share
@@ -92,7 +92,7 @@ print(f"{len(cnns)} CNNs, test images per split: {len(cnns[0][1].test.x)}, test 
 # The legend carries each order's AOPC.
 
 # %%
-explorer = RemovalExplorer()
+explorer = RemovalExplorer(progress=False)
 explorer
 
 # %% [markdown]
