@@ -15,7 +15,7 @@ from ..engine.errors import InputError, UnsupportedModuleError
 from ..engine.explain import Explanation, explain
 from ..engine.modes import eval_mode
 from ..engine.signatures import keyword_arguments
-from .chain import SCORES, THROUGH, _BLOCK, _leaf_chain, _neuron_scores, _segment_composite, _single_sample, default_layers, smape
+from .chain import SCORES, _BLOCK, _check_through, _leaf_chain, _neuron_scores, _segment_composite, _single_sample, default_layers, smape
 from .results import Fidelity, NeuronSelection, Path, PathSet, _channel_mask, _neurons_of
 
 
@@ -407,14 +407,6 @@ class PathFinder:
             counts.append(sum(len(v) for v in self.paths(int(k), score, through).neurons_by_layer().values()))
         return Fidelity(ks=ks, mse=np.array(mse), smape=np.array(smapes), n_neurons=np.array(counts),
                         relevance=self.full_heatmap, target=self.target, output=self.output)
-
-
-def _check_through(through) -> None:
-    if through not in THROUGH:
-        raise ValueError(
-            f"through must be one of {THROUGH}, got {through!r}: 'selected' builds paths only through the neurons "
-            "select_neurons keeps (the paper's mode), 'all' through any neuron"
-        )
 
 
 def _top_k_rows(values: np.ndarray, k: int) -> np.ndarray:

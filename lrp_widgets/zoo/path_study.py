@@ -27,12 +27,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from .. import data as datasets
 from .. import models
 from ..engine.composites import Composite
-from ..engine import rules
+from ..engine import rules, types
 from ..paths import PathFinder, activation_heatmap, deconvolve
 from ..train import accuracy, train
 
@@ -68,7 +67,8 @@ def _never_rises(curve: np.ndarray) -> bool:
 
 
 def zplus_everywhere() -> Composite:
-    return Composite(layer_rules={(nn.Conv2d, nn.Linear): rules.ZPlus()}, name="z+ everywhere")
+    """z+ on every linear and convolutional layer: all messages non-negative (notebook 08, section 5)."""
+    return Composite(layer_rules={types.LINEAR: rules.ZPlus()}, name="z+ everywhere")
 
 
 def summarize_fidelity(curves) -> dict:
