@@ -207,6 +207,48 @@ def test_select_neurons_keeps_scores_above_mean_minus_std():
         lrp_widgets.select_neurons(result, "classifier.3")
 
 
+@pytest.mark.parametrize("score", ["product", "min"])
+def test_paper_mode_searches_only_through_selected_neurons(score):
+    """through="selected": brute force over the paths whose every neuron GetOptimizer keeps."""
+    model, x = tiny_net(seed=2), sample(102)
+    finder = PathFinder(model, x, layers=LAYERS)
+    kept = {layer: set(lrp_widgets.select_neurons(finder, layer).indices.tolist()) for layer in LAYERS}
+    assert all(0 < len(kept[layer]) < SIZES[layer] for layer in LAYERS[1:])  # the selection drops someone
+    f, root, messages = reference_messages(model, x, LAYERS, lrp_widgets.composites.get("epsilon_plus_flat"))
+    scored = brute_force(f, root, messages, LAYERS, score)
+    allowed = {nodes: v for nodes, v in scored.items() if all(n in kept[layer] for layer, n in zip(LAYERS, nodes))}
+    ranked = sorted(allowed.items(), key=lambda item: -item[1])
+    assert 0 < len(ranked) < len(scored)
+    for k in (1, 3, len(ranked), 120):
+        found = finder.paths(k, score, through="selected")
+        assert found.through == "selected"
+        np.testing.assert_allclose([p.score for p in found], [v for _, v in ranked[:k]], rtol=1e-9)
+        for path in found:
+            assert all(index in kept[layer] for layer, index in path.neurons)
+    paper = lrp_widgets.top_paths(model, x, k=3, layers=LAYERS, score=score, through="selected")
+    assert [p.neurons for p in paper] == [p.neurons for p in finder.paths(3, score, through="selected")]
+
+
+def test_paper_mode_differs_from_the_unrestricted_search():
+    """Here the single best path overall runs through a neuron whose own relevance is below mean - std."""
+    model, x = tiny_net(seed=2), sample(102)
+    finder = PathFinder(model, x, layers=LAYERS)
+    selections = finder.selections()
+    best, paper = finder.paths(1)[0], finder.paths(1, through="selected")[0]
+    assert best.neurons != paper.neurons
+    assert best.score > paper.score  # the restriction costs path score
+    dropped = [(layer, index) for layer, index in best.neurons if not selections[layer].mask[index]]
+    assert dropped and all(selections[layer].scores[index] <= selections[layer].threshold for layer, index in dropped)
+    # the heatmaps follow the mode, and both are cached separately
+    assert not torch.allclose(finder.heatmap(1), finder.heatmap(1, through="selected"))
+    fidelity = lrp_widgets.path_fidelity(model, x, ks=(1, 2), finder=finder, through="selected")
+    heat = finder.heatmap(1, through="selected").numpy()
+    assert fidelity.mse[0] == pytest.approx(float(np.mean((heat - finder.full_heatmap.numpy()) ** 2)))
+    assert "selected" in finder.paths(2, through="selected").summary()
+    with pytest.raises(ValueError, match="through must be one of"):
+        finder.paths(2, through="paper")
+
+
 # -- activation heatmaps and deconvolution -----------------------------------------------------
 def test_activation_heatmap_is_the_upsampled_channel_sum():
     model, x = tiny_net(), sample()

@@ -341,7 +341,62 @@ def test_prune_inputs_on_digits():
     assert result.kept_units == (64, 32) and result.input_size == (64, 32)
     assert result.keep_masks[1].sum() == 32
     assert not result.keep_masks[1][:, 0].any()  # the always-blank left column is dropped first
-    assert "random keep" in repr(result)
+    assert "random" in repr(result)
+
+
+def test_input_importance_rankings_against_direct_formulas():
+    """Gradient, gradient x input and variance, each against a direct autograd / numpy computation."""
+    from lrp_widgets.data import digits
+    from lrp_widgets.models import MLP
+    from lrp_widgets.removal import input_importance
+
+    torch.manual_seed(0)
+    model = MLP((1, 8, 8), 10, hidden=(16,)).train()
+    x, y = digits().train.x[:50], digits().train.y[:50]
+    before = [p.detach().clone() for p in model.parameters()]
+    grads = []
+    for i in range(len(x)):
+        xi = x[i : i + 1].clone().requires_grad_(True)
+        model.eval()
+        model(xi)[0, y[i]].backward()
+        grads.append(xi.grad[0])
+    grads = torch.stack(grads)
+    model.train()
+    for p in model.parameters():
+        p.grad = None
+    np.testing.assert_allclose(input_importance(model, x, y, "gradient", batch_size=7)[0], grads.abs().mean(0), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(input_importance(model, x, y, "gradient_x_input")[0], (grads * x).abs().mean(0), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(input_importance(model, x, y, "variance")[0], x.numpy().var(0), rtol=1e-5, atol=1e-8)
+    relevance = input_importance(model, x, y, "relevance", composite="epsilon")
+    assert relevance.shape == (1, 1, 8, 8) and (relevance >= 0).all()
+    assert model.training and all(p.grad is None for p in model.parameters())  # the model is left as it was
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    with pytest.raises(ValueError, match="ranking"):
+        input_importance(model, x, y, "saliency")
+
+
+def test_prune_inputs_compares_every_ranking():
+    from lrp_widgets.data import digits
+    from lrp_widgets.models import MLP
+    from lrp_widgets.train import train
+
+    def fit(model, data):
+        train(model, data, epochs=8, lr=1e-2, batch_size=128, progress=False)
+
+    result = prune_inputs(lambda shape: MLP(shape, 10, hidden=(32,)), digits(), keep=(1.0, 0.25), fit=fit, progress=False,
+                          rankings=("gradient", "variance", "gradient_x_input", "random"))
+    assert result.rankings == ("relevance", "gradient", "variance", "gradient_x_input", "random")
+    assert result.accuracies["relevance"] == result.accuracy and result.accuracies["random"] == result.random_accuracy
+    for ranking in ("gradient", "variance", "gradient_x_input"):
+        assert result.masks[ranking].shape == (2, 8, 8) and result.masks[ranking][1].sum() == 16
+        # the always-blank left column has zero variance, zero input and (after training) ~no gradient
+        assert not result.masks[ranking][1][:, 0].any(), ranking
+    # each ranking keeps a quarter better than a random quarter (measured, seeds 0-2: 0.85-0.89 vs 0.67-0.80)
+    for ranking in ("relevance", "gradient", "variance"):
+        assert result.accuracies[ranking][1] > result.accuracies["random"][1] + 0.03, ranking
+    rows = result.to_dict()
+    assert set(rows[0.25]) >= {"relevance_accuracy", "variance_accuracy", "random_accuracy"}
+    assert "gradient_x_input" in repr(result)
 
 
 def test_prune_inputs_warns_when_the_ranking_is_flat_and_checks_keep():

@@ -36,6 +36,18 @@ Search
     (``s * w`` and ``min(s, w)`` with ``w >= 0``), so the ``k`` best complete paths extend the ``k``
     best partial paths of their nodes, and the result is the brute-force optimum.
 
+Paper mode
+    The paper first keeps the neurons of every layer that GetOptimizer selects (relevance above
+    ``mean - std`` of the layer, :func:`select_neurons`) and builds the paths through those.
+    ``top_paths(..., through="selected")`` (and ``PathFinder.paths/heatmap/fidelity`` with the same
+    keyword) does that: the same exact search with every unselected neuron removed from the graph.
+    ``through="all"`` (the default) searches over every neuron.
+
+Fidelity (our definition)
+    The paper evaluates with MSE and SMAPE but does not say between what. Here they compare the
+    k-path heatmap (input relevance when only the neurons of the k best paths pass relevance) with
+    the full heatmap; :func:`path_fidelity` gives both as curves over k.
+
 Cost
     :class:`PathFinder` does the expensive part once (one forward pass, the messages: one batched
     LRP pass per pair of chosen layers through only the modules between them) and keeps it; a new
@@ -49,6 +61,7 @@ from .chain import (
     ACTIVATION_TYPES,
     POOL_TYPES,
     SCORES,
+    THROUGH,
     TRANSPARENT_TYPES,
     _BLOCK,
     _leaf_chain,

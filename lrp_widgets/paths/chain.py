@@ -11,6 +11,17 @@ from ..engine.composites import Composite
 from ..engine.errors import InputError, UnsupportedModuleError
 
 SCORES = ("product", "min")
+# Which neurons a path may use: "all" (any neuron of a chosen layer) or "selected" (only those
+# GetOptimizer keeps, the paper's mode: paths are built through the selected neurons).
+THROUGH = ("all", "selected")
+
+
+def _check_through(through) -> None:
+    if through not in THROUGH:
+        raise ValueError(
+            f"through must be one of {THROUGH}, got {through!r}: 'selected' builds paths only through the neurons "
+            "select_neurons keeps (the paper's mode), 'all' through any neuron"
+        )
 # Old names of the layer families (``engine/types.py``), kept importable.
 ACTIVATION_TYPES = types.ACTIVATION + types.SMOOTH_ACTIVATION
 TRANSPARENT_TYPES = types.TRANSPARENT

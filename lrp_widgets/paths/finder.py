@@ -15,7 +15,7 @@ from ..engine.errors import InputError, UnsupportedModuleError
 from ..engine.explain import Explanation, explain
 from ..engine.modes import eval_mode
 from ..engine.signatures import keyword_arguments
-from .chain import SCORES, _BLOCK, _leaf_chain, _neuron_scores, _segment_composite, _single_sample, default_layers, smape
+from .chain import SCORES, _BLOCK, _check_through, _leaf_chain, _neuron_scores, _segment_composite, _single_sample, default_layers, smape
 from .results import Fidelity, NeuronSelection, Path, PathSet, _channel_mask, _neurons_of
 
 
@@ -178,6 +178,7 @@ class PathFinder:
             self.messages[(upper, lower)] = messages
         self.relevance = OrderedDict((layer, _neuron_scores(r[0])) for layer, r in self.relevance_maps.items())
         self._search_cache: dict = {}
+        self._selections = None
         self._heatmaps: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
         self._full_heatmap = None
 
@@ -258,18 +259,30 @@ class PathFinder:
             edges.append(np.where(positive, M / np.where(R > 0, R, 1.0)[None, :], 0.0))
         return root, edges
 
-    def paths(self, k: int = 5, score: str = "product") -> PathSet:
-        """The ``k`` best paths by ``score`` ("product" or "min"), best first (exact)."""
+    def selections(self) -> "OrderedDict[str, NeuronSelection]":
+        """layer -> :class:`NeuronSelection`: the neurons GetOptimizer keeps (score > mean - std), top first."""
+        if self._selections is None:
+            self._selections = OrderedDict((layer, select_neurons(self, layer)) for layer in self.layers)
+        return self._selections
+
+    def paths(self, k: int = 5, score: str = "product", through: str = "all") -> PathSet:
+        """The ``k`` best paths by ``score`` ("product" or "min"), best first (exact).
+
+        ``through="selected"`` is the paper's mode: a path may only use the neurons that
+        :func:`select_neurons` (GetOptimizer, relevance above ``mean - std`` of its layer) keeps at
+        every chosen layer; ``through="all"`` searches over every neuron.
+        """
         if score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+        _check_through(through)
         k = int(k)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         # the k best are the first k of the K best (K >= k): search once for the largest k asked
-        cached = self._search_cache.get(score)
+        cached = self._search_cache.get((score, through))
         if cached is None or cached[0] < k:
-            cached = (max(k, 20), self._search(max(k, 20), score))
-            self._search_cache[score] = cached
+            cached = (max(k, 20), self._search(max(k, 20), score, through))
+            self._search_cache[(score, through)] = cached
         found = cached[1][:k]
         return PathSet(
             paths=found,
@@ -280,10 +293,16 @@ class PathFinder:
             neuron_relevance=self.relevance,
             messages=self.messages,
             finder=self,
+            through=through,
         )
 
-    def _search(self, k: int, score: str) -> list:
+    def _search(self, k: int, score: str, through: str = "all") -> list:
         root, edges = self.shares()
+        if through == "selected":
+            # a neuron GetOptimizer drops can neither start a path (top layer) nor be reached
+            keep = [selection.mask for selection in self.selections().values()]
+            root = np.where(keep[0], root, 0.0)
+            edges = [np.where(mask[:, None], S, 0.0) for S, mask in zip(edges, keep[1:])]
         combine = np.multiply if score == "product" else np.minimum
         best = np.zeros((root.size, k))  # best[node, r]: r-th best partial score; 0 = no path
         best[:, 0] = root
@@ -348,19 +367,19 @@ class PathFinder:
             self._full_heatmap = explain(self.model, self.x, target=self.target, composite=self.composite).relevance
         return self._full_heatmap
 
-    def heatmap(self, k: int | None = None, score: str = "product", paths=None) -> torch.Tensor:
+    def heatmap(self, k: int | None = None, score: str = "product", paths=None, through: str = "all") -> torch.Tensor:
         """Input relevance when only the neurons of the ``k`` best paths (or of ``paths``) pass relevance.
 
-        Cached by ``(k, score)``; ``paths`` may be a PathSet, a list of Path or {layer: indices}.
+        Cached by ``(k, score, through)``; ``paths`` may be a PathSet, a list of Path or {layer: indices}.
         """
         if paths is None:
             if k is None:
                 raise ValueError("give k or paths")
-            key = (int(k), score)
+            key = (int(k), score, through)
             if key in self._heatmaps:
                 self._heatmaps.move_to_end(key)
                 return self._heatmaps[key]
-            paths = self.paths(k, score)
+            paths = self.paths(k, score, through)
         else:
             key = None
         neurons = _neurons_of(paths, self.layers)
@@ -371,16 +390,21 @@ class PathFinder:
                 self._heatmaps.popitem(last=False)
         return relevance
 
-    def fidelity(self, ks: Iterable[int], score: str = "product") -> "Fidelity":
-        """MSE and SMAPE between the k-path heatmap and the full heatmap for each ``k``."""
+    def fidelity(self, ks: Iterable[int], score: str = "product", through: str = "all") -> "Fidelity":
+        """MSE and SMAPE between the k-path heatmap and the full heatmap for each ``k``.
+
+        These two numbers are the project's definition of fidelity (REFERENCE.md section 4): the
+        paper names MSE and SMAPE but not what they compare; here they compare the input relevance
+        through the k paths' neurons with the full explanation.
+        """
         ks = np.asarray(list(ks), dtype=np.int64)
         full = self.full_heatmap.double().cpu().numpy()
         mse, smapes, counts = [], [], []
         for k in ks:
-            heat = self.heatmap(int(k), score).double().cpu().numpy()
+            heat = self.heatmap(int(k), score, through=through).double().cpu().numpy()
             mse.append(float(np.mean((heat - full) ** 2)))
             smapes.append(smape(heat, full))
-            counts.append(sum(len(v) for v in self.paths(int(k), score).neurons_by_layer().values()))
+            counts.append(sum(len(v) for v in self.paths(int(k), score, through).neurons_by_layer().values()))
         return Fidelity(ks=ks, mse=np.array(mse), smape=np.array(smapes), n_neurons=np.array(counts),
                         relevance=self.full_heatmap, target=self.target, output=self.output)
 
@@ -395,9 +419,17 @@ def _top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, 1)
 
 
-@keyword_arguments("target", "k", "layers", "score", "composite")
-def top_paths(model, x, *, target=None, composite="epsilon_plus_flat", k: int = 5, layers=None, score: str = "product") -> PathSet:
+@keyword_arguments("target", "k", "layers", "score", "composite", "through")
+def top_paths(
+    model, x, *, target=None, composite="epsilon_plus_flat", k: int = 5, layers=None, score: str = "product", through: str = "all"
+) -> PathSet:
     """The ``k`` chains of neurons with the largest path relevance (exact k-best search).
+
+    ``through="selected"`` is the neuron-selection paper's mode: first GetOptimizer
+    (:func:`select_neurons`, relevance above ``mean - std``) picks the neurons of every chosen
+    layer, then the k best paths are searched through those neurons only. ``through="all"`` (the
+    default, unchanged since 0.1) lets a path use any neuron; it can route a path through a neuron
+    whose own relevance is low when that neuron passes on a large share of what it receives.
 
     Parameters
     ----------
@@ -415,6 +447,8 @@ def top_paths(model, x, *, target=None, composite="epsilon_plus_flat", k: int = 
         Product or minimum of the edge shares (module docstring).
     composite : Composite or str
         LRP rules.
+    through : {"all", "selected"}
+        Neurons a path may use: any, or only those GetOptimizer selects (the paper's mode).
 
     Returns
     -------
@@ -423,10 +457,10 @@ def top_paths(model, x, *, target=None, composite="epsilon_plus_flat", k: int = 
         ``.layers``, ``.messages``, ``.relevance``, ``.to_networkx()``, ``.heatmap()``. For many
         values of ``k`` keep a :class:`PathFinder` instead: it computes the messages once.
     """
-    return PathFinder(model, x, target=target, layers=layers, composite=composite).paths(k, score)
+    return PathFinder(model, x, target=target, layers=layers, composite=composite).paths(k, score, through)
 
 
-@keyword_arguments("ks", "target", "layers", "score", "composite", "finder")
+@keyword_arguments("ks", "target", "layers", "score", "composite", "finder", "through")
 def path_fidelity(
     model,
     x,
@@ -437,8 +471,13 @@ def path_fidelity(
     score: str = "product",
     composite="epsilon_plus_flat",
     finder: PathFinder | None = None,
+    through: str = "all",
 ) -> Fidelity:
     """MSE and SMAPE between the k-path heatmap and the full heatmap, for each ``k`` in ``ks``.
+
+    This fidelity is the project's own definition: the paper evaluates with MSE and SMAPE but does
+    not say between what; here it is between the input relevance through the k paths' neurons and
+    the full explanation (REFERENCE.md section 4). ``through`` as in :func:`top_paths`.
 
     The k-path heatmap is :func:`path_heatmap` of the union of the ``k`` best paths' neurons. The
     ``k`` best are the first ``k`` of one ranking, so the kept sets grow with ``k``. MSE then falls
@@ -455,4 +494,4 @@ def path_fidelity(
         finder = PathFinder(model, x, target=target, layers=layers, composite=composite)
     else:
         check_input(x, model)  # the finder has its own sample; still refuse bad data passed alongside
-    return finder.fidelity(ks, score)
+    return finder.fidelity(ks, score, through)

@@ -98,6 +98,8 @@ class PathSet(Result, Sequence):
         The model's scores for the sample.
     messages : dict
         ``(upper, lower)`` -> ``M`` (n_lower, n_upper), ``M[j, k] = R_{j<-k}``.
+    through : {"all", "selected"}
+        Whether the paths may use any neuron or only those GetOptimizer selects (the paper's mode).
     """
 
     paths: list
@@ -108,6 +110,7 @@ class PathSet(Result, Sequence):
     neuron_relevance: dict = field(repr=False)
     messages: dict = field(repr=False)
     finder: "PathFinder | None" = field(default=None, repr=False, compare=False)
+    through: str = "all"
 
     def __getitem__(self, index):
         return self.paths[index]
@@ -129,7 +132,8 @@ class PathSet(Result, Sequence):
         """The paths, best first, with scores, and the share of the explained output they carry."""
         lines = [
             f"PathSet: {plural(len(self), 'path')} to target {self.target}, score {self.score}, "
-            f"explained output {self.output_relevance:.4g}, layers {list(self.layers)} (top first)"
+            f"explained output {self.output_relevance:.4g}, layers {list(self.layers)} (top first), "
+            f"through {'the selected neurons (GetOptimizer)' if self.through == 'selected' else 'any neuron'}"
         ]
         if len(self) == 0:
             lines.append("no path carries positive relevance")
@@ -150,6 +154,7 @@ class PathSet(Result, Sequence):
             "paths": [dataclasses.asdict(path) for path in self.paths],
             "layers": list(self.layers),
             "score": self.score,
+            "through": self.through,
             "target": self.target,
             "output_relevance": self.output_relevance,
             "neuron_relevance": dict(self.neuron_relevance),
@@ -230,7 +235,10 @@ def _neurons_of(paths, layers=None) -> dict:
 
 @dataclass
 class Fidelity(Result):
-    """How close the k-path heatmaps come to the full one.
+    """How close the k-path heatmaps come to the full one (the project's definition of fidelity).
+
+    The paper reports MSE and SMAPE without saying what they compare; here they compare the input
+    relevance through the k paths' neurons with the full heatmap.
 
     Attributes
     ----------

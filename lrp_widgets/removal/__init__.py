@@ -9,7 +9,8 @@ the model's score for the originally predicted class is recorded after every ste
 - :func:`removal_experiment` is the feature-removal paper's table: accuracy and confidence with
   nothing, the least relevant 15 %, the most relevant 15 % and a random 15 % removed.
 - :func:`prune_inputs` is the paper's efficiency claim: rank pixels by mean |relevance| over the
-  training set, keep the top fraction for every sample, retrain, and compare with a random keep.
+  training set, keep the top fraction for every sample, retrain, and compare with other rankings
+  (gradient, gradient x input, input variance: :mod:`.rankings`) and a random keep.
 
 Everything that removes features goes through one ranking (:func:`rank_units`) and one masking
 step (:func:`perturb` / the curve's batched loop share ``_removed``), so a curve, the widget's
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 
 from .curves import RemovalCurve, _logits, _predict, _relevance, _scores, removal_curve
+from .rankings import RANKINGS, input_importance
 from .experiments import PruningResult, RemovalExperiment, _default_fit, _keep_mask, _with_inputs, prune_inputs, removal_experiment
 from .masking import (
     BASELINES,
@@ -60,6 +62,8 @@ __all__ = [
     "removal_curve",
     "removal_experiment",
     "prune_inputs",
+    "RANKINGS",
+    "input_importance",
     "perturb",
     "rank_units",
     "make_baseline",

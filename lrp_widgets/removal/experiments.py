@@ -9,11 +9,12 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..engine.checks import InputError, as_tensor, check_finite, check_fraction, check_positive_int, resolve_target
+from ..engine.checks import InputError, as_tensor, check_choice, check_finite, check_fraction, check_positive_int, resolve_target
 from ..engine.results import Result
 from ..engine.signatures import keyword_arguments
 from .curves import _predict, _relevance
 from .masking import _Units, _removed, _unit_rank, make_baseline, perturb
+from .rankings import RANKINGS, input_importance
 
 
 class _Table(Result):
@@ -184,7 +185,7 @@ def removal_experiment(
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class PruningResult(_Table):
-    """Test accuracy of models retrained on the most relevant (and on random) input units.
+    """Test accuracy of models retrained on the top input units of each ranking.
 
     Attributes
     ----------
@@ -206,6 +207,13 @@ class PruningResult(_Table):
     composite : str
     epochs : int or None
         Epochs per model, ``None`` when a custom ``fit`` trained them.
+    accuracies : dict
+        ranking -> tuple of test accuracies per fraction, for every ranking run (``"relevance"``
+        is ``accuracy``, ``"random"`` is ``random_accuracy``).
+    importances : dict
+        ranking -> mean importance per unit (spatial shape); not for ``"random"``.
+    masks : dict
+        ranking -> bool (len(keep), *spatial), the positions each model saw.
     """
 
     keep: tuple
@@ -219,6 +227,14 @@ class PruningResult(_Table):
     keep_masks: torch.Tensor = field(repr=False)
     composite: str = "epsilon"
     epochs: int | None = None
+    accuracies: dict = field(default_factory=dict, repr=False)
+    importances: dict = field(default_factory=dict, repr=False)
+    masks: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def rankings(self) -> tuple:
+        """The rankings compared, in the order they were run."""
+        return tuple(self.accuracies)
 
     @property
     def relevance(self) -> torch.Tensor:
@@ -232,19 +248,25 @@ class PruningResult(_Table):
     _rows = "keep"
     _columns = ("kept_units", "input_size", "accuracy", "random_accuracy")
 
+    def to_dict(self) -> dict:
+        """One row per fraction kept: units, input size and the test accuracy of every ranking."""
+        table = super().to_dict()
+        for ranking, values in self.accuracies.items():
+            for q, value in zip(self.keep, values):
+                table[q][f"{ranking}_accuracy"] = value
+        return table
+
     def __repr__(self) -> str:
         training = "custom fit" if self.epochs is None else f"{self.epochs} epochs per model"
+        accuracies = self.accuracies or {"relevance": self.accuracy, **({"random": self.random_accuracy} if self.random_accuracy else {})}
         lines = [
-            f"Input pruning by mean |relevance| over the training set (LRP {self.composite!r}, {training})",
-            f"{'keep':>6}{'units':>11}{'input size':>17}{'accuracy':>10}"
-            + (f"{'random keep':>13}" if self.random_accuracy is not None else ""),
+            f"Input pruning: test accuracy after keeping the top units of each ranking (LRP {self.composite!r}, {training})",
+            f"{'keep':>6}{'units':>11}{'input size':>17}" + "".join(f"{name:>18}" for name in accuracies),
         ]
         for i, q in enumerate(self.keep):
             size = f"{self.input_size[i]} ({self.input_size[i] / self.full_input_size:.0%})"
-            line = f"{q:>6.0%}{f'{self.kept_units[i]}/{self.n_units}':>11}{size:>17}{self.accuracy[i]:>10.3f}"
-            if self.random_accuracy is not None:
-                line += f"{self.random_accuracy[i]:>13.3f}"
-            lines.append(line)
+            line = f"{q:>6.0%}{f'{self.kept_units[i]}/{self.n_units}':>11}{size:>17}"
+            lines.append(line + "".join(f"{values[i]:>18.3f}" for values in accuracies.values()))
         return "\n".join(lines)
 
 
@@ -279,7 +301,7 @@ def _default_fit(epochs: int, seed: int) -> Callable:
     return fit
 
 
-@keyword_arguments("keep", "epochs", "composite", "seed", "progress")
+@keyword_arguments("keep", "epochs", "composite", "seed", "progress", "rankings")
 def prune_inputs(
     make_model: Callable,
     data,
@@ -293,6 +315,7 @@ def prune_inputs(
     compare_random: bool = True,
     fit: Callable | None = None,
     batch_size: int = 1024,
+    rankings: Sequence[str] = ("relevance", "random"),
 ) -> PruningResult:
     """Rank input units by mean |relevance| over the training set, keep the top share, retrain.
 
@@ -300,8 +323,12 @@ def prune_inputs(
     2. LRP (``composite``, target: the true label) gives every training sample's relevance; the
        mean |relevance| per pixel (summed over channels) ranks the pixels.
     3. For every fraction in ``keep`` below 1, the other pixels are set to ``baseline`` in every
-       sample (train and test), a fresh model is trained, and its test accuracy recorded. With
-       ``compare_random``, the same is done with a seeded random subset of the same size.
+       sample (train and test), a fresh model is trained, and its test accuracy recorded.
+    4. The same for every other ranking in ``rankings`` (see :mod:`lrp_widgets.removal.rankings`):
+       ``"gradient"``, ``"gradient_x_input"`` (both of the model of step 1, true class, mean of the
+       absolute value over the training set), ``"variance"`` (of each input over the training
+       set) and ``"random"`` (a seeded random subset of the same size). A ranking that beats
+       ``"random"`` may only be dropping the blank border; compare relevance with the others.
 
     A constant input carries no information, so the value of ``baseline`` hardly matters after
     retraining; the point is the input size a model needs, reported per fraction.
@@ -332,12 +359,15 @@ def prune_inputs(
     baseline : str or torch.Tensor
         Value of the removed pixels (see :func:`make_baseline`; ``"mean"`` uses the training mean).
     compare_random : bool
-        Also train on random subsets of the same sizes.
+        Also train on random subsets of the same sizes (``False`` drops ``"random"`` from ``rankings``).
     fit : callable, optional
         ``fit(model, data)`` training ``model`` in place on ``data.train``; default
         ``lrp_widgets.train.train(model, data, epochs=epochs, seed=seed, progress=False)``.
     batch_size : int
         Samples per explanation / evaluation batch.
+    rankings : sequence of str
+        Rankings to compare, from ``"relevance"``, ``"gradient"``, ``"gradient_x_input"``,
+        ``"variance"``, ``"random"``; ``"relevance"`` is always run (it is ``.accuracy``).
 
     Returns
     -------
@@ -356,6 +386,9 @@ def prune_inputs(
         raise InputError(f"keep must hold fractions in (0, 1] (the share of pixels kept), got {keep}")
     epochs = check_positive_int(epochs, "epochs", "every model needs at least one epoch of training")
     batch_size = check_positive_int(batch_size, "batch_size", "it is the number of samples per batch")
+    rankings = tuple(dict.fromkeys(("relevance",) + tuple(check_choice(r, RANKINGS, "ranking") for r in rankings)))
+    if not compare_random:
+        rankings = tuple(r for r in rankings if r != "random")
     custom_fit = fit is not None
     fit = fit if custom_fit else _default_fit(epochs, seed)
     x = check_finite(as_tensor(data.x, "data.x").detach(), "data.x")
@@ -381,7 +414,7 @@ def prune_inputs(
         return test_accuracy(model, inputs)
 
     reduced = [q for q in keep if q < 1.0]
-    bar = tqdm(total=1 + len(reduced) * (2 if compare_random else 1), disable=not progress, desc="prune_inputs")
+    bar = tqdm(total=1 + len(reduced) * len(rankings), disable=not progress, desc="prune_inputs")
     try:
         bar.set_postfix_str("all inputs")
         full_model = fresh_model()
@@ -389,8 +422,11 @@ def prune_inputs(
         bar.update()
         full_accuracy = test_accuracy(full_model, x)
 
-        relevance = _relevance(full_model, train_x, composite, data.train.y, batch_size)
-        importance = relevance.abs().mean(0, keepdim=True)
+        importances = {}
+        for ranking in rankings:
+            if ranking != "random":
+                importances[ranking] = input_importance(full_model, train_x, data.train.y, ranking, composite=composite, batch_size=batch_size)
+        importance = importances["relevance"]
         spread = units.unit_relevance(importance)
         if float(spread.max() - spread.min()) <= 1e-6 * float(spread.abs().max()):
             warnings.warn(
@@ -400,26 +436,24 @@ def prune_inputs(
                 stacklevel=2,
             )
 
-        accuracy, random_accuracy, masks = [], [], []
-        for q in keep:
-            removed = _keep_mask(importance, q, units, "lerf", seed)
-            masks.append(~removed[0, 0] if units.has_channels else ~removed[0])
-            if q == 1.0:
-                accuracy.append(full_accuracy)
-                random_accuracy.append(full_accuracy)
-                continue
-            bar.set_postfix_str(f"keep {q:.0%} (relevance)")
-            accuracy.append(retrained_accuracy(removed))
-            bar.update()
-            if compare_random:
-                # seed + 1: a subset independent of the permutation that broke ties above
-                bar.set_postfix_str(f"keep {q:.0%} (random)")
-                random_accuracy.append(retrained_accuracy(_keep_mask(importance, q, units, "random", seed + 1)))
+        accuracies = {ranking: [] for ranking in rankings}
+        masks = {ranking: [] for ranking in rankings}
+        for ranking in rankings:
+            # "random" keeps seed + 1: a subset independent of the permutation that breaks ties
+            order, source = ("random", importance) if ranking == "random" else ("lerf", importances[ranking])
+            for q in keep:
+                removed = _keep_mask(source, q, units, order, seed + 1 if ranking == "random" else seed)
+                masks[ranking].append(~removed[0, 0] if units.has_channels else ~removed[0])
+                if q == 1.0:
+                    accuracies[ranking].append(full_accuracy)
+                    continue
+                bar.set_postfix_str(f"keep {q:.0%} ({ranking})")
+                accuracies[ranking].append(retrained_accuracy(removed))
                 bar.update()
     finally:
         bar.close()
 
-    kept_units = tuple(int(mask.sum()) for mask in masks)
+    kept_units = tuple(int(mask.sum()) for mask in masks["relevance"])
     channels = x.shape[1] if units.has_channels else 1
     return PruningResult(
         keep=keep,
@@ -427,10 +461,13 @@ def prune_inputs(
         n_units=units.n_units,
         input_size=tuple(k * channels for k in kept_units),
         full_input_size=int(np.prod(input_shape)),
-        accuracy=tuple(accuracy),
-        random_accuracy=tuple(random_accuracy) if compare_random else None,
+        accuracy=tuple(accuracies["relevance"]),
+        random_accuracy=tuple(accuracies["random"]) if "random" in accuracies else None,
         importance=spread[0].reshape(units.spatial),
-        keep_masks=torch.stack(masks),
+        keep_masks=torch.stack(masks["relevance"]),
         composite=composite if isinstance(composite, str) else type(composite).__name__,
         epochs=None if custom_fit else epochs,
+        accuracies={ranking: tuple(values) for ranking, values in accuracies.items()},
+        importances={ranking: units.unit_relevance(value)[0].reshape(units.spatial) for ranking, value in importances.items()},
+        masks={ranking: torch.stack(value) for ranking, value in masks.items()},
     )

@@ -4,9 +4,9 @@
 # **What you will learn**
 #
 # * how Layer-wise Relevance Propagation (LRP) redistributes a prediction backwards, layer by
-#   layer, with the rule `R_j = sum_k z_jk / sum_j' z_j'k * R_k` — by hand, on the slides'
+#   layer, with the rule `R_j = sum_k z_jk / sum_j' z_j'k * R_k` — by hand, on the slides' [1]
 #   2-4-3 network, and then with `lrp_widgets.explain`;
-# * what the rules (LRP-0, epsilon, gamma, alpha-beta, z+, zB, flat) do to a heatmap of a real
+# * what the rules (LRP-0, epsilon, gamma, alpha-beta, z+, zB, flat; LRP [2], the rules [3]) do to a heatmap of a real
 #   model (a small CNN trained on handwritten digits, shipped with the package);
 # * what *conservation* means and how to check it: the relevance sum at every layer.
 
@@ -134,3 +134,9 @@ assert torch.allclose(check.relevance.sum((1, 2, 3)), logit)
 #   the per-layer table shows where relevance is absorbed.
 #
 # Next: `02_rules_and_composites` lets you slide the rule parameters yourself.
+#
+# ## References
+#
+# 1. J. Á. Piñeiro Acevedo. *Layer-Wise Relevance Propagation.* Lecture slides, 18 December 2024 (no public link known; the project keeps a copy of the text it used).
+# 2. S. Bach, A. Binder, G. Montavon, F. Klauschen, K.-R. Müller, W. Samek. *On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise Relevance Propagation.* PLoS ONE 10(7): e0130140, 2015. <https://doi.org/10.1371/journal.pone.0130140>
+# 3. G. Montavon, A. Binder, S. Lapuschkin, W. Samek, K.-R. Müller. *Layer-Wise Relevance Propagation: An Overview.* In: Explainable AI: Interpreting, Explaining and Visualizing Deep Learning, LNCS 11700, Springer, 2019, 193–209. <https://doi.org/10.1007/978-3-030-28954-6_10>

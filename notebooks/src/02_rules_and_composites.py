@@ -5,9 +5,10 @@
 #
 # * how to drive the `RuleExplorer`: pick a composite, slide epsilon and gamma, pick an image,
 #   and watch the heatmap and the per-layer relevance sums change;
-# * how the composites differ on a MiniVGG (the slides' architecture, narrowed) trained on
+# * how the composites differ on a MiniVGG (the slides' [1] architecture, narrowed) trained on
 #   coloured shapes, measured as the share of positive relevance that lands on the object;
-# * that our epsilon rule agrees with Captum's LRP (an independent implementation).
+# * that our epsilon rule agrees with Captum's LRP [3] (an independent implementation). The rules
+#   and composites are those of the LRP overview [2].
 
 # %%
 import numpy as np
@@ -117,3 +118,9 @@ assert difference < 1e-5
 # * On the shapes, every composite puts more positive relevance on the object than the object's
 #   share of the image; the measured shares are printed above.
 # * Our epsilon rule matches Captum's LRP to float64 precision.
+#
+# ## References
+#
+# 1. J. Á. Piñeiro Acevedo. *Layer-Wise Relevance Propagation.* Lecture slides, 18 December 2024 (no public link known; the project keeps a copy of the text it used).
+# 2. G. Montavon, A. Binder, S. Lapuschkin, W. Samek, K.-R. Müller. *Layer-Wise Relevance Propagation: An Overview.* In: Explainable AI: Interpreting, Explaining and Visualizing Deep Learning, LNCS 11700, Springer, 2019, 193–209. <https://doi.org/10.1007/978-3-030-28954-6_10>
+# 3. N. Kokhlikyan, V. Miglani, M. Martin, E. Wang, B. Alsallakh, J. Reynolds, A. Melnikov, N. Kliushkina, C. Araya, S. Yan, O. Reblitz-Richardson. *Captum: A unified and generic model interpretability library for PyTorch.* arXiv:2009.07896, 2020. <https://arxiv.org/abs/2009.07896>

@@ -91,15 +91,15 @@ assert caught
 # %%
 from lrp_widgets.widgets import RuleExplorer, RemovalExplorer, PathExplorer, L1Explorer, LeakRateExplorer
 
-rules = RuleExplorer(model, test, n_samples=16)
-rules
+rule_explorer = RuleExplorer(model, test, n_samples=16)
+rule_explorer
 
 # %%
-removal = RemovalExplorer(model, test, n_samples=64, progress=False)
-removal
+removal_explorer = RemovalExplorer(model, test, n_samples=64, progress=False)
+removal_explorer
 
 # %%
-aopc = removal.state["aopc"]
+aopc = removal_explorer.state["aopc"]
 print({order: round(value, 3) for order, value in aopc.items()})
 assert aopc["morf"] > aopc["lerf"]
 
@@ -111,8 +111,8 @@ assert aopc["morf"] > aopc["lerf"]
 sequential = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 16, 10))
 train(sequential, digits, epochs=6, lr=3e-3, progress=False)
-paths = PathExplorer(sequential, test, n_samples=4, progress=False)
-paths
+path_explorer = PathExplorer(sequential, test, n_samples=4, progress=False)
+path_explorer
 
 # %% [markdown]
 # `L1Explorer` compares models trained with different L1 strengths; `LeakRateExplorer` fits an
@@ -131,13 +131,13 @@ l1_explorer = L1Explorer({"MLP": sweep}, test, n_samples=100, progress=False)
 l1_explorer
 
 # %%
-sparsity = [l1_explorer.sweeps["MLP"][l1]["sparsity"] for l1 in sorted(sweep)]
-print("sparsity by L1:", np.round(sparsity, 3))
-assert sparsity[-1] > sparsity[0]
+sparsities = [l1_explorer.sweeps["MLP"][l1]["sparsity"] for l1 in sorted(sweep)]
+print("sparsity by L1:", np.round(sparsities, 3))
+assert sparsities[-1] > sparsities[0]
 
 # %%
-leak = LeakRateExplorer(digits, n_reservoir=60, n_explain=8, progress=False)
-leak
+leak_explorer = LeakRateExplorer(digits, n_reservoir=60, n_explain=8, progress=False)
+leak_explorer
 
 # %% [markdown]
 # ## 4. Magics

@@ -36,7 +36,7 @@ TABS = [  # (tab title, explorer class, what to try first)
     ("Removal", "RemovalExplorer",
      "Move <b>fraction</b> and compare the orders: most-relevant-first (MoRF) should fall fastest."),
     ("Paths", "PathExplorer",
-     "Raise <b>k</b>: more paths explain more of the heatmap, and the error against the full heatmap falls."),
+     "Raise <b>k paths</b>: more paths explain more of the heatmap, and the error against the full heatmap falls."),
 ]
 # Constructor options for a quicker first opening (ignored if an explorer has no such option):
 # PathExplorer computes each sample on its first visit instead of all of them up front.
