@@ -34,7 +34,8 @@ def science_notebooks() -> list[Path]:
 
 
 def findings_tables(notebook: Path, timeout: int = 600) -> list[str]:
-    """Execute ``notebook`` and return the Markdown findings tables its cells display, in order."""
+    """Execute ``notebook`` and return its findings table: the last one its cells display (a
+    notebook may show a partial table on the way; the last is the whole)."""
     nb = nbformat.read(notebook, as_version=4)
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(notebook.parent)}}).execute()
     tables = []
@@ -47,7 +48,7 @@ def findings_tables(notebook: Path, timeout: int = 600) -> list[str]:
                 tables.append(text.strip())
     if not tables:
         raise SystemExit(f"{notebook.name} rendered no findings table (a Markdown output starting with {TABLE_HEADER!r})")
-    return tables
+    return tables[-1:]
 
 
 def title(notebook: Path) -> str:

@@ -69,7 +69,10 @@ def findings_table(rows) -> str:
     """Markdown table "finding (paper) | measured here | verdict" from (finding, measured, verdict) rows."""
     lines = ["| finding (paper) | measured here (mean +- sd, n seeds) | holds / does not hold / not comparable (why) |",
              "|---|---|---|"]
-    lines += [f"| {finding} | {measured} | {verdict} |" for finding, measured, verdict in rows]
+    def cell(text) -> str:  # a "|" inside a cell (|R|) would split it
+        return str(text).replace("\\|", "|").replace("|", "\\|")
+
+    lines += [f"| {cell(finding)} | {cell(measured)} | {cell(verdict)} |" for finding, measured, verdict in rows]
     return "\n".join(lines)
 
 

@@ -25,6 +25,7 @@ import torch
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from lrp_widgets import ESN, data, explain_esn, image_to_sequence, suggest_leak_rate
+from lrp_widgets.zoo.studies import findings_table
 from lrp_widgets.esn import sequence_to_image
 from lrp_widgets.widgets import LeakRateExplorer
 
@@ -296,8 +297,7 @@ table = [
      verdict(slow_one["last_over_first"].mean() - slow_one["last_over_first"].std(ddof=1) > 2)
      + " (our reading of 'gateway'; the paper shows maps, no number)"),
 ]
-display(Markdown("| finding (paper [1]) | measured here (mean ± sd, 5 seeds) | verdict |\n|---|---|---|\n"
-                 + "\n".join(f"| {finding} | {measured} | {holds} |" for finding, measured, holds in table)))
+display(Markdown(findings_table(table)))  # the table tools/readme_science.py copies into the README
 
 # %% [markdown]
 # ## What you saw

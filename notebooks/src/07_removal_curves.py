@@ -24,6 +24,7 @@ import torch
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from lrp_widgets import data, models, zoo
+from lrp_widgets.zoo.studies import findings_table
 from lrp_widgets.removal import BASELINES, ORDERS, RANKINGS, prune_inputs, removal_curve, removal_experiment
 from lrp_widgets.train import accuracy, train
 from lrp_widgets.widgets import RemovalExplorer
@@ -275,8 +276,7 @@ table = [
      + ("; does not hold against gradient or variance (not better)" if upper(gaps["gradient"]) < 0.01 and upper(gaps["variance"]) < 0.03
         else "; not comparable against gradient or variance (within the spread)")),
 ]
-display(Markdown("| finding (paper [1]) | measured here (mean ± sd, 5 seeds) | verdict |\n|---|---|---|\n"
-                 + "\n".join(f"| {finding} | {measured} | {holds} |" for finding, measured, holds in table)))
+display(Markdown(findings_table(table)))  # the table tools/readme_science.py copies into the README
 
 # %% [markdown]
 # ## What you saw

@@ -32,6 +32,7 @@ import torch
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from lrp_widgets import zoo
+from lrp_widgets.zoo.studies import findings_table
 from lrp_widgets.paths import PathFinder, deconvolve, select_neurons, top_paths
 from lrp_widgets.widgets import PathExplorer
 from lrp_widgets.zoo import path_study
@@ -330,8 +331,7 @@ table = [
      f"{mean_sd(default['never_rises'])}, z+ {mean_sd(zplus['never_rises'])} of images",
      "holds on average; monotone in k only with z+ everywhere (not comparable: the paper gives no numbers)"),
 ]
-display(Markdown("| finding (paper [1]) | measured here (mean ± sd, 5 seeds) | verdict |\n|---|---|---|\n"
-                 + "\n".join(f"| {finding} | {measured} | {holds} |" for finding, measured, holds in table)))
+display(Markdown(findings_table(table)))  # the table tools/readme_science.py copies into the README
 
 # %% [markdown]
 # ## What you saw
