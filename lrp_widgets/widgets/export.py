@@ -295,7 +295,11 @@ def precompute(explorer, grid: dict, progress: bool = True) -> dict:
     points = list(itertools.product(*(range(n) for n in shape)))
     with torch_threads(explorer.threads):
         for point in tqdm(points, desc=f"exporting {explorer.title or type(explorer).__name__}", disable=not progress, leave=False):
-            state = explorer.compute({name: grid[name][i] for name, i in zip(names, point)})
+            values = {name: grid[name][i] for name, i in zip(names, point)}
+            try:
+                state = explorer.compute(values)
+            except Exception as error:
+                raise RuntimeError(f"{type(explorer).__name__} failed at {values}: {type(error).__name__}: {error}") from error
             for panel, seen, table in zip(panels, views, tables):
                 inputs, key = panel.inputs_of(state)
                 if key not in seen:
@@ -314,9 +318,9 @@ def precompute(explorer, grid: dict, progress: bool = True) -> dict:
                                "pictures": views[:, 0].tolist(), "captions": views[:, 1].tolist()})
         else:
             deps, factored = _factor(table)
-            panel_data.append({"title": "readout", "kind": "text", "deps": deps, "texts": factored.reshape(-1).tolist()})
+            panel_data.append({"title": panel.title or "readout", "kind": "text", "deps": deps, "texts": factored.reshape(-1).tolist()})
     position = {id(p): i for i, p in enumerate(panels)}
-    readout = next((i for i, p in enumerate(panels) if not hasattr(p, "image")), None)
+    readout = next((i for i, p in enumerate(panels) if getattr(p, "widget", None) is explorer.readout), None)
     controls = []
     for name in names:
         widget, values = explorer.controls[name], grid[name]
