@@ -206,6 +206,7 @@ def _check_grid(explorer, grid: dict | None, samples, max_states) -> dict:
             unknown = [v for v in values if v not in allowed]
             if unknown:
                 raise ValueError(f"grid: {name} cannot be {unknown}; its values are {allowed}")
+            values = [allowed[allowed.index(v)] for v in values]  # the control's own objects (0 -> 0.0)
         full[name] = values
     return full
 
