@@ -4,7 +4,8 @@
 ``./lrp_widgets_tutorials``; existing files are never overwritten, so your edits are safe) and
 starts JupyterLab there; options it does not know (``--port 8899 --allow-root --no-browser``), and
 everything after ``--``, go to JupyterLab as they are. ``lrp-widgets gallery --out DIR`` renders every explorer's default view,
-and one changed state, to PNG files headless.
+and one changed state, to PNG files headless. ``lrp-widgets export NAME --out FILE.html`` (or ``--all
+--out DIR``) writes an explorer as one self-contained HTML page that runs without a kernel.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 # Nothing heavy is imported at module level (no torch, matplotlib or widgets): ``lrp-widgets
@@ -250,6 +252,52 @@ def gallery(args) -> int:
     print(f"wrote {len(written)} pictures to {Path(args.out).resolve()}")
     return 0
 
+def _grid_value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def parse_grid(items) -> dict:
+    """``["leak_rate=0.01,0.1,0.5", "sample=0,1"]`` -> ``{"leak_rate": [0.01, 0.1, 0.5], "sample": [0, 1]}``."""
+    grid = {}
+    for item in items or []:
+        name, sep, values = item.partition("=")
+        if not sep or not name or not values:
+            raise ValueError(f"--grid {item!r}: write CONTROL=VALUE,VALUE,... (e.g. leak_rate=0.01,0.1,0.5)")
+        grid[name.strip()] = [_grid_value(v.strip()) for v in values.split(",") if v.strip()]
+    return grid
+
+
+def export(args) -> int:
+    from .widgets.export import export_explorers, export_html
+    from .widgets.registry import EXPLORERS, lookup
+
+    try:
+        grid = parse_grid(args.grid)
+        if args.all:
+            if args.name or grid:
+                raise ValueError("--all exports every explorer with its default grid: give no NAME and no --grid")
+            start = time.perf_counter()
+            reports = export_explorers(list(EXPLORERS), args.out)
+            total = sum(r.size for r in reports)
+            print(f"wrote {len(reports)} pages and index.html to {Path(args.out).resolve()}: {total / 1e6:.2f} MB in "
+                  f"{time.perf_counter() - start:.0f} s")
+            return 0
+        if not args.name:
+            raise ValueError("name an explorer (" + ", ".join(EXPLORERS) + ") or pass --all")
+        entry = lookup(args.name)
+        report = export_html(entry.load()(), args.out, grid or None, samples=args.samples)
+    except (KeyError, ValueError, TypeError) as error:
+        print(f"lrp-widgets export: {error.args[0] if error.args else error}", file=sys.stderr)
+        return 2
+    print(report)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     # allow_abbrev=False: `--no-browser` (JupyterLab's) must not match our `--no-browser-launch`
     parser = argparse.ArgumentParser(prog="lrp-widgets", description=__doc__.splitlines()[0], allow_abbrev=False)
@@ -270,6 +318,17 @@ def _parser() -> argparse.ArgumentParser:
     gallery_parser.add_argument("--only", nargs="*", choices=list(GALLERY), help="just these explorers")
     gallery_parser.add_argument("--dpi", type=int, default=100, help="resolution of the pictures (default 100)")
     gallery_parser.set_defaults(run=gallery, forwards=False)
+    export_parser = commands.add_parser(
+        "export", help="write an explorer as one self-contained HTML page (no kernel needed)", allow_abbrev=False,
+        description="Precompute an explorer's pictures over a grid of control values and write one HTML page that "
+        "works without a kernel or network (course pages, nbviewer). NAME: rule, l1, leak_rate, removal, path.")
+    export_parser.add_argument("name", nargs="?", help="the explorer (rule, l1, leak_rate, removal, path)")
+    export_parser.add_argument("--out", required=True, help="the HTML file (with --all: a folder, with index.html)")
+    export_parser.add_argument("--all", action="store_true", help="every explorer, and an index page")
+    export_parser.add_argument("--grid", action="append", metavar="CONTROL=V1,V2,...",
+                               help="the values of one control (repeatable), e.g. --grid leak_rate=0.01,0.1,0.5")
+    export_parser.add_argument("--samples", type=int, default=None, help="how many samples the sample slider offers")
+    export_parser.set_defaults(run=export, forwards=False)
     return parser
 
 

@@ -247,3 +247,15 @@ class Explorer(widgets.VBox):
             top -= row_height
         return figure
 
+
+    def to_html(self, path, grid: dict | None = None, **options):
+        """Write this explorer as one self-contained HTML page that runs without a kernel.
+
+        The panels are precomputed over a grid of control values (each control's own steps;
+        ``grid`` narrows it, e.g. ``{"leak_rate": [0.01, 0.1, 0.5]}``); see
+        :func:`lrp_widgets.widgets.export.export_html` for the options. Returns an
+        :class:`~lrp_widgets.widgets.export.ExportReport` (path, size, grid).
+        """
+        from .export import export_html
+
+        return export_html(self, path, grid, **options)

@@ -100,10 +100,15 @@ class Panel:
         self.renders = BoundedCache(self.cache_size)
         self.sends = 0  # how often a new picture went to the browser
 
+    def inputs_of(self, state) -> tuple[dict, object]:
+        """The fields this panel shows of ``state`` and their fingerprint (the render cache's key;
+        the HTML export dedupes on it too)."""
+        inputs = {name: getattr(state, name) for name in self.fields}
+        return inputs, fingerprint(tuple(inputs.values()))
+
     def show(self, state) -> bool:
         """Show ``state``'s fields; False (and nothing sent) when they are shown already."""
-        inputs = {name: getattr(state, name) for name in self.fields}
-        key = fingerprint(tuple(inputs.values()))
+        inputs, key = self.inputs_of(state)
         if key == self.shown:
             return False
         picture = self.renders.get(key, lambda: self.render(**inputs))

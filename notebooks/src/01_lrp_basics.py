@@ -8,7 +8,8 @@
 #   2-4-3 network, and then with `lrp_widgets.explain`;
 # * what the rules (LRP-0, epsilon, gamma, alpha-beta, z+, zB, flat; LRP [2], the rules [3]) do to a heatmap of a real
 #   model (a small CNN trained on handwritten digits, shipped with the package);
-# * what *conservation* means and how to check it: the relevance sum at every layer.
+# * what *conservation* means and how to check it: the relevance sum at every layer;
+# * how an instructor turns an explorer into one HTML page that runs without a kernel.
 
 # %%
 import numpy as np
@@ -124,6 +125,34 @@ print("explained logits:    ", logit.numpy().round(6))
 assert torch.allclose(check.relevance.sum((1, 2, 3)), logit)
 
 # %% [markdown]
+# ## 5. For instructors: an explorer as a web page, no kernel needed
+#
+# Course pages and nbviewer run no kernel. `to_html` precomputes an explorer's pictures over a
+# grid of control values and writes one self-contained HTML file (pictures embedded, a few
+# kilobytes of JavaScript, nothing fetched from the network) with the same sliders, dropdowns
+# and readout. `grid` narrows the values; the other controls keep their default grid. A small
+# grid keeps this fast; the command line writes every explorer with its default grid:
+# `lrp-widgets export --all --out DIR` (or one: `lrp-widgets export rule --out rule.html`).
+
+# %%
+import tempfile
+from pathlib import Path
+from lrp_widgets.widgets import RuleExplorer
+
+explorer = RuleExplorer()
+folder = Path(tempfile.mkdtemp())
+report = explorer.to_html(folder / "rule.html", grid={"composite": ["lrp0", "epsilon", "epsilon_gamma_box"],
+                                                      "epsilon": [1e-6, 0.1], "gamma": [0.1, 1.0], "sample": [0, 1]})
+print(report)
+print("each panel is stored for the controls it depends on:", report.depends_on)
+page = report.path.read_text()
+assert report.size < 1_000_000 and "https://" not in page and "http://" not in page
+assert report.depends_on["input"] == ["sample"]  # one input picture per sample, whatever the rule
+
+# %% [markdown]
+# Open the file in any browser (or put it on a course page): moving a control swaps the
+# precomputed pictures at once. LRP-0 ignores epsilon and gamma, so its pictures are stored once.
+#
 # ## What you saw
 #
 # * LRP splits each neuron's relevance among its inputs in proportion to their contributions;
@@ -132,6 +161,8 @@ assert torch.allclose(check.relevance.sum((1, 2, 3)), logit)
 #   is part of the explanation.
 # * Conservation holds exactly for LRP-0 on bias-free ReLU networks; with biases and epsilon
 #   the per-layer table shows where relevance is absorbed.
+# * An explorer exported with `to_html` is one small HTML page that works without a kernel:
+#   the size, the grid and what each panel depends on are printed above.
 #
 # Next: `02_rules_and_composites` lets you slide the rule parameters yourself.
 #
