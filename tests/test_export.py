@@ -103,9 +103,11 @@ def test_panels_are_stored_by_the_controls_they_depend_on(explorers, tmp_path):
 
 def test_a_grid_narrows_controls_and_bad_grids_are_refused(explorers, tmp_path):
     leak = build(explorers, "leak_rate")
-    report = leak.to_html(tmp_path / "leak.html", grid={"leak_rate": [0.01, 0.1, 0.5], "slices": [1], "direction": ["left_to_right"]},
+    report = leak.to_html(tmp_path / "leak.html", grid={"leak_rate": [0.01, 0.1, 0.5], "slices": [1], "direction": ["left_to_right"],
+                                                                "compare": ["none"]},
                           progress=False, samples=2)
-    assert report.grid == {"leak_rate": [0.01, 0.1, 0.5], "slices": [1], "direction": ["left_to_right"], "sample": [0, 1]}
+    assert report.grid == {"leak_rate": [0.01, 0.1, 0.5], "slices": [1], "direction": ["left_to_right"], "sample": [0, 1],
+                           "compare": ["none"]}
     assert report.states == 6 and "leak_rate [0.01, 0.1, 0.5]" in str(report) and "MB" in str(report)
     page = report.path.read_text()
     assert "http://" not in page and "https://" not in page and "leak_rate [0.01, 0.1, 0.5]" in page
