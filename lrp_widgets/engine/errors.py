@@ -54,3 +54,11 @@ MODULE_FOR_FUNCTION = {
     "linear": "nn.Linear",
     "conv2d": "nn.Conv2d",
 }
+
+
+class UnsupportedOperationError(FunctionalCallError):
+    """An operation in a model's traced graph (``torch.fx``) has no LRP rule; the message names its node."""
+
+
+class GraphTraceError(LRPError):
+    """``torch.fx`` cannot trace the model (data-dependent control flow, ...); the message says why."""

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from . import composites as _composites
+from . import graph as _graph
 from .checks import FILL_VALUE_THRESHOLD, _model_dtype_device, check_input, resolve_target
 from .errors import InputError, LRPError
 from .modes import eval_mode
@@ -174,6 +175,7 @@ def explain(
     masks: dict | None = None,
     output=None,
     classes=None,
+    graph: bool | None = None,
 ) -> Explanation:
     """Explain a model's output for a batch with Layer-wise Relevance Propagation.
 
@@ -212,6 +214,13 @@ def explain(
         or a function of the model's return value (``output=lambda out: out.logits[:, -1]``).
     classes : sequence of str, optional
         The names of the model's outputs, in order (e.g. ``data.classes``), for ``target`` names.
+    graph : None or bool
+        Explain the model as it is written, through its ``torch.fx`` graph, where its ``forward``
+        does arithmetic outside modules (``out += identity``, ``h.mean(2)``, ``torch.flatten``):
+        ``None`` (default) uses the graph only where the module hooks alone cannot explain the
+        model, ``True`` always, ``False`` never. Operations then get the rules of
+        :mod:`lrp_widgets.engine.operations`, and ``.layers`` and the conservation table list them
+        by graph node name (see :mod:`lrp_widgets.engine.graph`).
 
     Returns
     -------
@@ -242,7 +251,7 @@ def explain(
                 session.tokens = (tokens, leaf)
             with session.attached():
                 try:
-                    raw = model(leaf if tokens is None else tokens)
+                    raw = _graph.forward(model, session, leaf if tokens is None else tokens, graph)
                 except LRPError:
                     raise
                 except Exception as error:

@@ -1,0 +1,321 @@
+"""Explaining models as they are written: the model's operations as a ``torch.fx`` graph.
+
+The hook path (``propagation.py``) sees modules only; ``x + y`` or ``h.mean(2)`` in a ``forward``
+stops it with a :class:`~lrp_widgets.engine.errors.FunctionalCallError`. Here the model is traced
+once with ``torch.fx`` (supported modules stay whole, as leaves; everything else is traced through)
+and then *run node by node*: module nodes are called as usual, so the session's hooks give them
+exactly the rules of the hook path, and every other operation on the data gets the rule of its kind
+(:mod:`~lrp_widgets.engine.operations`) through the same autograd function. One rule implementation
+serves both paths, and on a model both can explain they give the same relevance.
+
+When ``explain`` uses the graph (its ``graph`` argument):
+
+* ``None`` (default): the hook path; where it stops at a functional call, the model is traced and
+  explained through the graph, and remembered (later calls go to the graph at once). A model the hook
+  path explains keeps exactly its results and its speed, and is never traced.
+* ``True``: always the graph (``GraphTraceError`` if fx cannot trace the model).
+* ``False``: never (the hook path's error names the functional call).
+
+Traces are cached per model object (at most :data:`CACHE_SIZE` models, least recently used dropped),
+and traced again when the model's modules change (a module replaced, added or removed). Python values a
+forward reads (``self.scale = 2.0``, a flag) are baked into the trace: call :func:`clear_cache` after
+changing one. The model is never changed: constants created in ``forward`` are kept in the trace,
+not set on the model.
+"""
+from __future__ import annotations
+
+import operator
+import weakref
+from collections import OrderedDict
+
+import torch
+import torch.fx as fx
+from torch import nn
+from torch.fx.node import map_aggregate, map_arg
+
+from . import operations, types
+from .errors import FunctionalCallError, GraphTraceError, UnsupportedOperationError
+from .propagation import _Propagate
+
+__all__ = ["trace", "Traced", "forward", "clear_cache", "CACHE_SIZE"]
+
+#: How many models' traces are kept.
+CACHE_SIZE = 16
+
+
+class _Tracer(fx.Tracer):
+    """Supported modules are leaves; tensor constants stay with the trace (never set on the model)."""
+
+    def __init__(self):
+        super().__init__()
+        self.record_stack_traces = True  # an unsupported operation's error shows its source line
+        self.constants: dict = {}
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return types.kind_of(module) is not None or isinstance(module, types.NOT_YET)
+
+    def create_arg(self, a):
+        if isinstance(a, torch.Tensor) and not isinstance(a, nn.Parameter) and a not in self.tensor_attrs:
+            if not any(a is buffer for buffer in self.root.buffers()):
+                name = f"_lrp_constant_{len(self.constants)}"
+                self.constants[name] = a
+                self.tensor_attrs[a] = name
+                return self.create_node("get_attr", name, (), {})
+        return super().create_arg(a)
+
+
+class Traced:
+    """A model's traced graph, with what explaining it needs to know about each node.
+
+    Attributes
+    ----------
+    graph : torch.fx.Graph
+        The operations (``graph.print_tabular()`` lists node names, which composites can address).
+    activations : set of str
+        Nodes that depend on the model's input (the others are constants and parameters).
+    """
+
+    def __init__(self, model: nn.Module, graph: fx.Graph, constants: dict):
+        self.graph, self.constants = graph, constants
+        self.nodes = list(graph.nodes)
+        self.needed = False  # the hook path stopped at a functional call (explain's default goes here)
+        self.activations = set()
+        first = True
+        for node in self.nodes:
+            if node.op == "placeholder":
+                if first:
+                    self.activations.add(node.name)
+                first = False
+            elif node.op != "get_attr" and any(n.name in self.activations for n in node.all_input_nodes):
+                self.activations.add(node.name)
+        self.kinds = {n.name: operations.classify(n.op, n.target) for n in self.nodes if n.op in ("call_function", "call_method")}
+        modules = dict(model.named_modules())
+        self.gates = {n.name: self._gate_position(n, modules) for n in self.nodes if self.kinds.get(n.name) is operations.Product}
+        output = next(n for n in reversed(self.nodes) if n.op == "output")
+        self.final = {n.name for n in output.all_input_nodes}
+
+    def _gate_position(self, node: fx.Node, modules) -> int | None:
+        """The position of the factor computed by a sigmoid (seen through reshapes), if exactly one is."""
+        gates = [i for i, arg in enumerate(node.args[:2]) if isinstance(arg, fx.Node) and self._is_gate(arg, modules)]
+        return gates[0] if len(gates) == 1 else None
+
+    def _is_gate(self, node: fx.Node, modules) -> bool:
+        while self.kinds.get(node.name) is operations.Move and isinstance(node.args[0], fx.Node):
+            node = node.args[0]
+        if node.op == "call_module":
+            return isinstance(modules.get(node.target), operations.GATE_MODULES)
+        return node.op in ("call_function", "call_method") and node.target in operations.GATES
+
+    def run(self, session, model: nn.Module, x):
+        """The model's output for ``x``, with relevance rules attached to every operation (in ``session``)."""
+        return _Run(self, session, model).run(x)
+
+
+class _Slot:
+    """Where an activation sits in a call's arguments."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index):
+        self.index = index
+
+
+class _Run:
+    """One forward pass through a traced graph."""
+
+    def __init__(self, traced: Traced, session, model: nn.Module):
+        self.traced, self.session, self.model = traced, session, model
+
+    def run(self, x):
+        env = {}
+        traced = self.traced
+        first = True
+        for node in traced.nodes:
+            if node.op == "placeholder":
+                env[node.name] = x if first else (node.args[0] if node.args else None)
+                first = False
+            elif node.op == "get_attr":
+                env[node.name] = traced.constants.get(node.target) if node.target in traced.constants else _attribute(self.model, node.target)
+            elif node.op == "call_module":
+                args, kwargs = map_arg((node.args, node.kwargs), lambda n: env[n.name])
+                env[node.name] = self.model.get_submodule(node.target)(*args, **kwargs)
+            elif node.op == "output":
+                return map_arg(node.args[0], lambda n: env[n.name])
+            else:
+                env[node.name] = self._operation(node, env)
+        raise GraphTraceError("the traced graph has no output node")
+
+    def _operation(self, node: fx.Node, env: dict):
+        traced, session = self.traced, self.session
+        slots, positions = [], []
+
+        def value(n, position):
+            v = env[n.name]
+            if n.name in traced.activations and isinstance(v, torch.Tensor) and v.requires_grad:
+                slots.append(v)
+                positions.append(position)
+                return _Slot(len(slots) - 1)
+            return v
+
+        args = tuple(map_arg(a, lambda n, i=i: value(n, i)) for i, a in enumerate(node.args))
+        kwargs = {k: map_arg(a, lambda n, k=k: value(n, k)) for k, a in node.kwargs.items()}
+        target = operations.out_of_place(node.op, node.target)
+        if "inplace" in kwargs:
+            kwargs["inplace"] = False
+
+        def call(*tensors):
+            a, k = map_aggregate((args, kwargs), lambda v: tensors[v.index] if isinstance(v, _Slot) else v)
+            return getattr(a[0], target)(*a[1:], **k) if node.op == "call_method" else target(*a, **k)
+
+        operation = traced.kinds.get(node.name)
+        with session._hook():  # the functional-call watch lets the graph's own calls through
+            if not slots or operation in (operations.Shape, operations.Split):
+                return call(*slots)  # constants, shapes; a split's parts follow the data as gradients
+            with torch.no_grad():
+                output = call(*(t.detach() for t in slots))
+            if operation is None or not isinstance(output, torch.Tensor):
+                if not _carries_data(output):  # argmax, comparisons, ...: no relevance flows there
+                    return output
+                raise _unsupported(node, "has no LRP rule")
+            record = operations.OperationCall(session, node.name, operation, len(session.calls), call, positions)
+            record.output, record.final = output, node.name in traced.final
+            concrete = map_aggregate((args, kwargs), lambda v: slots[v.index] if isinstance(v, _Slot) else v)
+            used_first = operations.configure(record, session.composite, session.first_done, target, *concrete,
+                                              gate=traced.gates.get(node.name))
+            if used_first is None:
+                raise _unsupported(node, "has no LRP rule for these arguments")
+            session.first_done = session.first_done or used_first
+            session.calls.append(record)
+            return _Propagate.apply(record, *slots)
+
+
+def _attribute(model: nn.Module, target: str):
+    value = model
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _carries_data(value) -> bool:
+    found = []
+    map_aggregate(value, lambda v: found.append(v) if isinstance(v, torch.Tensor) and v.is_floating_point() else None)
+    return bool(found)
+
+
+def _describe(node: fx.Node) -> str:
+    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
+    call = f".{target}()" if node.op == "call_method" else f"{target}"
+    module = getattr(node.target, "__module__", None) or ""
+    if node.op == "call_function" and module.startswith("torch"):
+        call = f"{module.replace('torch.nn.functional', 'F').replace('torch._C._nn', 'F')}.{target}"
+    return call
+
+
+def _unsupported(node: fx.Node, why: str) -> UnsupportedOperationError:
+    where = ""
+    if node.stack_trace:
+        lines = [line.strip() for line in node.stack_trace.strip().splitlines()]
+        where = f" ({lines[0]}: `{lines[1]}`)" if len(lines) > 1 else f" ({lines[0]})"
+    supported = sorted({k.__name__ for k in set(operations.TABLE.values())} - {"Shape"})
+    return UnsupportedOperationError(
+        f"the operation `{_describe(node)}` at graph node '{node.name}'{where} {why}. Operations with rules: "
+        f"{', '.join(supported)} (see lrp_widgets.engine.operations). Do it with a module instead (e.g. nn.GELU, "
+        "nn.LayerNorm), or explain the part of the model before it."
+    )
+
+
+# -- tracing, cached per model ---------------------------------------------------------------------
+_CACHE: OrderedDict = OrderedDict()  # id(model) -> (weak reference, signature, Traced or the trace error)
+
+
+def _signature(model: nn.Module) -> tuple:
+    return (type(model).forward, model.__dict__.get("forward"),
+            tuple((name, id(m), type(m)) for name, m in model.named_modules()))
+
+
+def trace(model: nn.Module) -> Traced:
+    """The model's :class:`Traced` graph, traced once and cached (see the module's docstring).
+
+    Raises
+    ------
+    GraphTraceError
+        ``torch.fx`` cannot trace the model (e.g. control flow that depends on the data).
+    """
+    key, signature = id(model), _signature(model)
+    entry = _CACHE.get(key)
+    if entry is None or entry[0]() is not model or entry[1] != signature:
+        entry = (weakref.ref(model), signature, _trace(model))
+        _CACHE[key] = entry
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    _CACHE.move_to_end(key)
+    if isinstance(entry[2], GraphTraceError):
+        raise entry[2]
+    return entry[2]
+
+
+def _trace(model: nn.Module):
+    import inspect
+
+    tracer = _Tracer()
+    try:  # arguments with defaults (mask=None) are traced with their defaults
+        parameters = list(inspect.signature(model.forward).parameters.values())[1:]
+        concrete = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+        graph = tracer.trace(model, concrete_args=concrete or None)
+    except Exception as error:  # fx raises many kinds (TraceError, TypeError, NotImplementedError, ...)
+        return GraphTraceError(
+            f"torch.fx cannot trace {type(model).__name__}: {type(error).__name__}: {error}. Typical causes: an "
+            "`if` or loop that depends on the data's values, or Python-level operations on tensors."
+        )
+    return Traced(model, graph, tracer.constants)
+
+
+def clear_cache() -> None:
+    """Forget every trace (after changing a Python value the model's forward reads)."""
+    _CACHE.clear()
+
+
+def forward(model: nn.Module, session, x, graph: bool | None = None):
+    """Run ``model`` on ``x`` for ``session``: through its modules' hooks, or through its traced graph.
+
+    Called by ``explain`` inside ``session.attached()``; ``graph`` as in ``explain`` (see the module's
+    docstring).
+    """
+    if graph is False:
+        return model(x)
+    if graph is None:
+        entry = _CACHE.get(id(model))
+        known = entry is not None and entry[0]() is model and isinstance(entry[2], Traced) and entry[2].needed
+        if not known or entry[1] != _signature(model):
+            try:
+                return model(x)
+            except FunctionalCallError as error:
+                traced = _trace_during(session, model, error)
+                traced.needed = True
+                _restart(session)
+                return traced.run(session, model, x)
+    session.leaf_depth += 1  # tracing calls no module, but keep the watch quiet
+    try:
+        traced = trace(model)
+    finally:
+        session.leaf_depth -= 1
+    return traced.run(session, model, x)
+
+
+def _trace_during(session, model, error: FunctionalCallError) -> Traced:
+    """The trace, after the hook path stopped at ``error``; that error (with the reason) if fx cannot trace."""
+    session.leaf_depth += 1
+    try:
+        return trace(model)
+    except GraphTraceError as trace_error:
+        error.add_note(f"lrp_widgets tried to trace the model with torch.fx to explain it as written, but: {trace_error}")
+        raise error from None
+    finally:
+        session.leaf_depth -= 1
+
+
+def _restart(session) -> None:
+    """Forget what the stopped hook-path forward pass recorded (the hooks stay attached)."""
+    tokens = session.tokens
+    session.__init__(session.model, session.composite, session.record_layers, session.masks)
+    session.tokens = tokens
