@@ -213,9 +213,12 @@ def _describe(node: fx.Node) -> str:
 
 def _unsupported(node: fx.Node, why: str) -> UnsupportedOperationError:
     where = ""
-    if node.stack_trace:
-        lines = [line.strip() for line in node.stack_trace.strip().splitlines()]
-        where = f" ({lines[0]}: `{lines[1]}`)" if len(lines) > 1 else f" ({lines[0]})"
+    lines = [line.strip() for line in (node.stack_trace or "").strip().splitlines()]
+    frames = [(lines[i], lines[i + 1]) for i in range(len(lines) - 1) if lines[i].startswith("File ")]
+    # the model's own line: the innermost frame outside torch and this engine
+    frames = [f for f in frames if "/torch/" not in f[0] and "/lrp_widgets/engine/" not in f[0]]
+    if frames:
+        where = f" ({frames[-1][0]}: `{frames[-1][1]}`)"
     supported = sorted({k.__name__ for k in set(operations.TABLE.values())} - {"Shape"})
     return UnsupportedOperationError(
         f"the operation `{_describe(node)}` at graph node '{node.name}'{where} {why}. Operations with rules: "
