@@ -178,7 +178,8 @@ class _Run:
                     return output
                 raise _unsupported(node, "has no LRP rule")
             record = operations.OperationCall(session, node.name, operation, len(session.calls), call, positions)
-            record.output, record.final = output, node.name in traced.final
+            record.output = output
+            record.final = operation is operations.Softmax and node.name in traced.final
             concrete = map_aggregate((args, kwargs), lambda v: slots[v.index] if isinstance(v, _Slot) else v)
             used_first = operations.configure(record, session.composite, session.first_done, target, *concrete,
                                               gate=traced.gates.get(node.name))

@@ -98,7 +98,8 @@ class Split(Move):
 
 
 class Shape(Operation):
-    """``x.size()``, ``x.shape``, ``x.dim()``: no data, nothing to explain."""
+    """``x.size()``, ``x.shape``, ``x.dim()``, ``x.detach()``: no relevance flows there (a detached tensor
+    is a constant)."""
 
 
 class Scale(Operation):
@@ -260,7 +261,7 @@ def _table():
                "__getitem__"],
         Split: [torch.split, torch.chunk, torch.unbind, torch.tensor_split, "split", "chunk", "unbind",
                 "tensor_split"],
-        Shape: [getattr, len, "size", "dim", "numel", "__len__"],
+        Shape: [getattr, len, "size", "dim", "numel", "__len__", "detach", torch.detach],
     }
     return {target: kind for kind, targets in kinds.items() for target in targets}
 
@@ -442,10 +443,11 @@ def configure(call: OperationCall, composite, first_done: bool, target, args, kw
     elif operation is MaxPool:
         named = rule_for(composite, name, MaxPool, like=MaxPool)
         if named is None and composite.maxpool == "average":
+            # the denominator is the average's output, computed by the rule
             call.op, call.rule = ops.FunctionOp(_average_of_max_pool(target, args[1:], kwargs)), composite.pool_rule()
         else:
             call.op, call.rule = ops.FunctionOp(function), named or rules.Gradient()
-        call.z = output if isinstance(call.rule, rules.Epsilon) else None
+            call.z = output if isinstance(call.rule, rules.Epsilon) else None
     elif issubclass(operation, FunctionalLinear):
         if call.positions != [0] and call.positions != ["input"]:
             return None  # a weight computed from the data: no rule
