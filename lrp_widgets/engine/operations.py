@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import ops, rules
+from . import ops, rules, types
 from .errors import CompositeError
 from .layers import Sum
 
@@ -269,7 +269,7 @@ def _table():
 TABLE = _table()
 #: the operations whose output is a gate of a product (see the module's docstring)
 GATES = {torch.sigmoid, F.sigmoid, "sigmoid", F.hardsigmoid, "hardsigmoid"}
-GATE_MODULES = (nn.Sigmoid, nn.Hardsigmoid)
+GATE_MODULES = types.GATE
 SUBTRACT = {operator.sub, operator.isub, torch.sub, torch.subtract, "sub", "subtract", "__sub__"}
 DIVIDE = {operator.truediv, operator.itruediv, torch.div, torch.true_divide, "div", "true_divide", "__truediv__"}
 _OUT_OF_PLACE = {operator.iadd: operator.add, operator.isub: operator.sub, operator.imul: operator.mul,

@@ -40,6 +40,9 @@ SUM = (Sum,)
 #: torch's own modules that need rules of their own: a clear "not supported yet".
 NOT_YET = (nn.MultiheadAttention, nn.RNNBase)
 
+#: Activations whose output gates a product in a traced graph (``x * sigmoid(g)``: the gate gets none).
+GATE = (nn.Sigmoid, nn.Hardsigmoid)
+
 #: Modules the path search walks through without a choice to make (no neurons of their own).
 TRANSPARENT = DROPOUT + IDENTITY + ACTIVATION + SMOOTH_ACTIVATION
 
