@@ -24,7 +24,7 @@ not set on the model.
 """
 from __future__ import annotations
 
-import operator
+import inspect
 import weakref
 from collections import OrderedDict
 
@@ -46,9 +46,10 @@ CACHE_SIZE = 16
 class _Tracer(fx.Tracer):
     """Supported modules are leaves; tensor constants stay with the trace (never set on the model)."""
 
-    def __init__(self):
+    def __init__(self, stack_traces: bool = False):
         super().__init__()
-        self.record_stack_traces = True  # an unsupported operation's error shows its source line
+        # source lines cost ~1 s the first time in a process: recorded only to name an unsupported operation's line
+        self.record_stack_traces = stack_traces
         self.constants: dict = {}
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
@@ -176,7 +177,7 @@ class _Run:
             if operation is None or not isinstance(output, torch.Tensor):
                 if not _carries_data(output):  # argmax, comparisons, ...: no relevance flows there
                     return output
-                raise _unsupported(node, "has no LRP rule")
+                raise _unsupported(self.model, node, "has no LRP rule")
             record = operations.OperationCall(session, node.name, operation, len(session.calls), call, positions)
             record.output = output
             record.final = operation is operations.Softmax and node.name in traced.final
@@ -184,7 +185,7 @@ class _Run:
             used_first = operations.configure(record, session.composite, session.first_done, target, *concrete,
                                               gate=traced.gates.get(node.name))
             if used_first is None:
-                raise _unsupported(node, "has no LRP rule for these arguments")
+                raise _unsupported(self.model, node, "has no LRP rule for these arguments")
             session.first_done = session.first_done or used_first
             session.calls.append(record)
             return _Propagate.apply(record, *slots)
@@ -212,14 +213,22 @@ def _describe(node: fx.Node) -> str:
     return call
 
 
-def _unsupported(node: fx.Node, why: str) -> UnsupportedOperationError:
-    where = ""
+def _source_line(model: nn.Module, name: str) -> str:
+    """Where the model's code does the operation of node ``name`` (traced again, with source lines)."""
+    try:
+        traced = _trace(model, stack_traces=True)
+        node = next(n for n in traced.nodes if n.name == name)
+    except Exception:  # the error message is still clear without the line
+        return ""
     lines = [line.strip() for line in (node.stack_trace or "").strip().splitlines()]
     frames = [(lines[i], lines[i + 1]) for i in range(len(lines) - 1) if lines[i].startswith("File ")]
     # the model's own line: the innermost frame outside torch and this engine
     frames = [f for f in frames if "/torch/" not in f[0] and "/lrp_widgets/engine/" not in f[0]]
-    if frames:
-        where = f" ({frames[-1][0]}: `{frames[-1][1]}`)"
+    return f" ({frames[-1][0]}: `{frames[-1][1]}`)" if frames else ""
+
+
+def _unsupported(model: nn.Module, node: fx.Node, why: str) -> UnsupportedOperationError:
+    where = _source_line(model, node.name)
     supported = sorted({k.__name__ for k in set(operations.TABLE.values())} - {"Shape"})
     return UnsupportedOperationError(
         f"the operation `{_describe(node)}` at graph node '{node.name}'{where} {why}. Operations with rules: "
@@ -258,10 +267,8 @@ def trace(model: nn.Module) -> Traced:
     return entry[2]
 
 
-def _trace(model: nn.Module):
-    import inspect
-
-    tracer = _Tracer()
+def _trace(model: nn.Module, stack_traces: bool = False):
+    tracer = _Tracer(stack_traces)
     try:  # arguments with defaults (mask=None) are traced with their defaults
         parameters = list(inspect.signature(model.forward).parameters.values())[1:]
         concrete = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
