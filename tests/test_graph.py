@@ -322,3 +322,27 @@ def test_the_cache_is_bounded_and_traces_again_when_modules_change():
     for m in models:
         graph.trace(m)
     assert len(graph._CACHE) == graph.CACHE_SIZE
+
+
+class _Scale(nn.Module):
+    """A user's module without children and without a rule: traced through."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.tensor([2.0, -3.0, 0.5]))
+
+    def forward(self, x):
+        return x * self.weight
+
+
+def test_a_users_module_without_a_rule_is_traced_through_and_torchs_own_keep_their_error():
+    model = nn.Sequential(nn.Linear(3, 3), _Scale(), nn.ReLU(), nn.Linear(3, 2))
+    x = torch.rand(2, 3)
+    with pytest.raises(lrp_widgets.UnsupportedModuleError, match="'1' of type .*_Scale has no LRP rule"):
+        explain(model, x, graph=False)
+    result = explain(model, x, composite="epsilon", layers=True)
+    assert list(result.layers) == ["0", "mul", "2", "3"]
+    # a product with a parameter is a linear map: relevance passes it (epsilon)
+    torch.testing.assert_close(result.layers["mul"], result.layers["2"], rtol=1e-5, atol=1e-7)
+    with pytest.raises(lrp_widgets.UnsupportedModuleError, match="'1' of type torch.*Hardshrink has no LRP rule"):
+        explain(nn.Sequential(nn.Linear(3, 3), nn.Hardshrink()), x)

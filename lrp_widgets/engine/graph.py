@@ -34,7 +34,7 @@ from torch import nn
 from torch.fx.node import map_aggregate, map_arg
 
 from . import operations, types
-from .errors import FunctionalCallError, GraphTraceError, UnsupportedOperationError
+from .errors import FunctionalCallError, GraphTraceError, UnsupportedModuleError, UnsupportedOperationError
 from .propagation import _Propagate
 
 __all__ = ["trace", "Traced", "forward", "clear_cache", "CACHE_SIZE"]
@@ -53,7 +53,16 @@ class _Tracer(fx.Tracer):
         self.constants: dict = {}
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return types.kind_of(module) is not None or isinstance(module, types.NOT_YET)
+        # modules with rules stay whole; so do torch's own (one without a rule keeps the hook path's clear
+        # error); a user's module is traced through, so its operations get rules
+        return types.kind_of(module) is not None or isinstance(module, types.NOT_YET) or super().is_leaf_module(module, qualified_name)
+
+    def call_module(self, module, forward, args, kwargs):
+        # modules traced through run their forward without hooks: explain's own hooks are attached
+        # while it traces, and a hook of a module without a rule would stop the trace
+        if not self.is_leaf_module(module, ""):
+            forward = module.forward
+        return super().call_module(module, forward, args, kwargs)
 
     def create_arg(self, a):
         if isinstance(a, torch.Tensor) and not isinstance(a, nn.Parameter) and a not in self.tensor_attrs:
@@ -300,7 +309,7 @@ def forward(model: nn.Module, session, x, graph: bool | None = None):
         if not known or entry[1] != _signature(model):
             try:
                 return model(x)
-            except FunctionalCallError as error:
+            except (FunctionalCallError, UnsupportedModuleError) as error:  # a call or a module without a rule
                 traced = _trace_during(session, model, error)
                 traced.needed = True
                 _restart(session)
@@ -313,7 +322,7 @@ def forward(model: nn.Module, session, x, graph: bool | None = None):
     return traced.run(session, model, x)
 
 
-def _trace_during(session, model, error: FunctionalCallError) -> Traced:
+def _trace_during(session, model, error) -> Traced:
     """The trace, after the hook path stopped at ``error``; that error (with the reason) if fx cannot trace."""
     session.leaf_depth += 1
     try:
