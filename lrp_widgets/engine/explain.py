@@ -81,7 +81,8 @@ class Explanation(Result):
     target : torch.Tensor
         The explained class of each sample (N,).
     layers : OrderedDict or None
-        With ``layers=True``: module name -> relevance at that module's input, in forward order.
+        With ``layers=True``: module name -> relevance at that module's input, in forward order
+        (and graph node name -> relevance at the operation's inputs, where the model was traced).
     composite : Composite
         The composite used.
     """
