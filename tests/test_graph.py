@@ -346,3 +346,25 @@ def test_a_users_module_without_a_rule_is_traced_through_and_torchs_own_keep_the
     torch.testing.assert_close(result.layers["mul"], result.layers["2"], rtol=1e-5, atol=1e-7)
     with pytest.raises(lrp_widgets.UnsupportedModuleError, match="'1' of type torch.*Hardshrink has no LRP rule"):
         explain(nn.Sequential(nn.Linear(3, 3), nn.Hardshrink()), x)
+
+
+class _InPlace(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.out = nn.Linear(3, 4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.fc(x)
+        h.relu_()  # in place, as a statement: later uses of h see it
+        h.mul_(2.0)
+        return self.out(h)
+
+
+def test_in_place_operations_as_statements_keep_the_models_output():
+    torch.manual_seed(6)
+    model, x = _InPlace(), torch.rand(4, 3)
+    with torch.no_grad():
+        expected = model(x)
+    result = explain(model, x, composite="epsilon", layers=True)
+    torch.testing.assert_close(result.output, expected)
+    assert list(result.layers) == ["fc", "relu_", "mul_", "out"]

@@ -33,9 +33,8 @@ import torch.fx as fx
 from torch import nn
 from torch.fx.node import map_aggregate, map_arg
 
-from . import operations, types
+from . import operation_calls, operations, types
 from .errors import FunctionalCallError, GraphTraceError, UnsupportedModuleError, UnsupportedOperationError
-from .propagation import _Propagate
 
 __all__ = ["trace", "Traced", "forward", "clear_cache", "CACHE_SIZE"]
 
@@ -153,6 +152,8 @@ class _Run:
                 return map_arg(node.args[0], lambda n: env[n.name])
             else:
                 env[node.name] = self._operation(node, env)
+                if _in_place(node):  # ran out of place: later uses of its input see the result, as in place
+                    env[node.args[0].name] = env[node.name]
         raise GraphTraceError("the traced graph has no output node")
 
     def _operation(self, node: fx.Node, env: dict):
@@ -178,26 +179,20 @@ class _Run:
             return getattr(a[0], target)(*a[1:], **k) if node.op == "call_method" else target(*a, **k)
 
         operation = traced.kinds.get(node.name)
-        with session._hook():  # the functional-call watch lets the graph's own calls through
-            if not slots or operation in (operations.Shape, operations.Split):
-                return call(*slots)  # constants, shapes; a split's parts follow the data as gradients
-            with torch.no_grad():
-                output = call(*(t.detach() for t in slots))
-            if operation is None or not isinstance(output, torch.Tensor):
-                if not _carries_data(output):  # argmax, comparisons, ...: no relevance flows there
-                    return output
-                raise _unsupported(self.model, node, "has no LRP rule")
-            record = operations.OperationCall(session, node.name, operation, len(session.calls), call, positions)
-            record.output = output
-            record.final = operation is operations.Softmax and node.name in traced.final
-            concrete = map_aggregate((args, kwargs), lambda v: slots[v.index] if isinstance(v, _Slot) else v)
-            used_first = operations.configure(record, session.composite, session.first_done, target, *concrete,
-                                              gate=traced.gates.get(node.name))
-            if used_first is None:
-                raise _unsupported(self.model, node, "has no LRP rule for these arguments")
-            session.first_done = session.first_done or used_first
-            session.calls.append(record)
-            return _Propagate.apply(record, *slots)
+        concrete = map_aggregate((args, kwargs), lambda v: slots[v.index] if isinstance(v, _Slot) else v)
+        if not slots:
+            with session._hook():  # constants and parameters: as written
+                return call()
+        result = operation_calls.apply(session, node.name, operation, call, target, slots, positions, *concrete,
+                                       gate=traced.gates.get(node.name), final=node.name in traced.final)
+        if result is operation_calls.NO_RULE:
+            raise _unsupported(self.model, node, "has no LRP rule" if operation is None else "has no LRP rule for these arguments")
+        return result
+
+
+def _in_place(node: fx.Node) -> bool:
+    method = node.op == "call_method" and node.target.endswith("_") and not node.target.endswith("__")
+    return (method or node.kwargs.get("inplace") is True) and bool(node.args) and isinstance(node.args[0], fx.Node)
 
 
 def _attribute(model: nn.Module, target: str):
@@ -205,12 +200,6 @@ def _attribute(model: nn.Module, target: str):
     for part in target.split("."):
         value = getattr(value, part)
     return value
-
-
-def _carries_data(value) -> bool:
-    found = []
-    map_aggregate(value, lambda v: found.append(v) if isinstance(v, torch.Tensor) and v.is_floating_point() else None)
-    return bool(found)
 
 
 def _describe(node: fx.Node) -> str:

@@ -1,7 +1,7 @@
 """Rules for the operations of a traced graph (REFERENCE.md §8): ``x + y``, ``h.mean(2)``, ``a * b``, ...
 
 A model traced by :mod:`~lrp_widgets.engine.graph` runs its modules through the same hooks as
-always; every other operation on the data becomes an :class:`OperationCall`, which moves relevance
+always; every other operation on the data becomes an ``OperationCall`` (``operation_calls.py``), which moves relevance
 with the rules of ``rules.py`` on the op/vjp interface of ``ops.py`` wherever an operation is a
 linear map, and with the few rules below where it is not:
 
@@ -36,7 +36,6 @@ denominator is a gate (held constant, as the std in LayerNorm, REFERENCE.md §7)
 """
 from __future__ import annotations
 
-import inspect
 import operator
 from dataclasses import dataclass
 
@@ -45,12 +44,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import ops, rules, types
-from .errors import CompositeError
 from .layers import Sum
 
 __all__ = [
     "Operation", "Add", "Mean", "Move", "Split", "Scale", "Product", "MatMul", "Softmax", "Activation",
-    "FunctionalLinear", "FunctionalConv", "Pool", "MaxPool", "Shape", "Gated", "Uniform", "classify",
+    "FunctionalLinear", "FunctionalConv", "Pool", "MaxPool", "Shape", "Gated", "Uniform", "classify", "out_of_place",
 ]
 
 
@@ -290,180 +288,3 @@ def classify(op_name: str, target) -> type | None:
         return TABLE.get(out_of_place(op_name, target))
     except TypeError:  # an unhashable target
         return None
-
-
-def _argument(args, kwargs, position, name, default=None):
-    if name in kwargs:
-        return kwargs[name]
-    return args[position] if len(args) > position else default
-
-
-def _average_of_max_pool(target, args, kwargs):
-    """``F.max_pool*`` (``args`` without the input) as the average pooling over its windows."""
-    if target in (F.adaptive_max_pool1d, F.adaptive_max_pool2d):
-        pool = F.adaptive_avg_pool1d if target is F.adaptive_max_pool1d else F.adaptive_avg_pool2d
-        size = _argument(args, kwargs, 0, "output_size")
-        return lambda t: pool(t, size)
-    bound = inspect.signature(F._max_pool2d).bind(None, *args, **kwargs).arguments
-    if bound.get("dilation", 1) not in (1, (1,), (1, 1)):
-        raise CompositeError("max pooling with dilation cannot be treated as average pooling (maxpool='average')")
-    pool = F.avg_pool1d if target is F.max_pool1d else F.avg_pool2d
-    kernel, stride = bound["kernel_size"], bound.get("stride") or bound["kernel_size"]
-    padding, ceil_mode = bound.get("padding", 0), bound.get("ceil_mode", False)
-    return lambda t: pool(t, kernel, stride, padding, ceil_mode, count_include_pad=True)
-
-
-# -- choosing a rule --------------------------------------------------------------------------------
-def accepts(kind: type, rule, exact: bool = True) -> bool:
-    """Whether an operation of ``kind`` can take ``rule`` (``exact=False``: a glob's rule, which skips more)."""
-    carry = isinstance(rule, (rules.Pass, rules.Gradient))
-    bilinear = isinstance(rule, (Gated, Uniform))
-    if kind in (Add, Scale):
-        return isinstance(rule, rules.Epsilon)
-    if issubclass(kind, (Mean, MaxPool)):
-        return not isinstance(rule, rules.Pass) and not bilinear
-    if kind is Product:
-        return bilinear
-    if kind is MatMul:
-        return not carry
-    if kind is Activation:
-        return carry or (exact and not bilinear)
-    if issubclass(kind, FunctionalLinear):
-        return not carry and not bilinear
-    if issubclass(kind, Move):
-        return carry
-    return False
-
-
-def rule_for(composite, name: str, kind: type, like: type | None = None, first: bool = False):
-    """The composite's rule for operation node ``name`` of ``kind``, or None (the kind's default).
-
-    In this order: an exact node name or a glob (globs skip operations that cannot take their
-    rule), the first-layer rule (``first``), a ``layer_rules`` entry naming the kind (or a base
-    class of it), then an entry for the module type the operation behaves like.
-    """
-    rule = composite.named_rule(name, lambda r: accepts(kind, r, exact=False))
-    if rule is None and first and composite.first is not None:
-        rule = composite.first
-    for cls in (kind, like or kind.like) if rule is None else ():
-        for key, candidate in composite.layer_rules.items():
-            keys = key if isinstance(key, tuple) else (key,)
-            if cls is not None and any(isinstance(k, type) and issubclass(cls, k) for k in keys):
-                rule = candidate
-                break
-        if rule is not None:
-            break
-    if rule is not None and not accepts(kind, rule):
-        raise CompositeError(
-            f"the composite gives {rule!r} to the operation '{name}' ({kind.__name__}), which cannot take it: "
-            f"it takes {kind.takes}. Give that node another rule (or none); a glob pattern would skip it."
-        )
-    return rule
-
-
-class OperationCall:
-    """One operation of a traced graph in one forward pass; moves relevance like a module's call.
-
-    Duck-typed as ``propagation._Call`` (``session``, ``name``, ``kind``, ``index``, ``output``,
-    ``relevance(R, inputs)``), so the one autograd function of ``propagation.py`` carries it.
-    """
-
-    def __init__(self, session, name, operation, index, function, positions):
-        self.session, self.name, self.operation, self.index = session, name, operation, index
-        self.kind = "operation"  # for code that lists the session's calls by kind
-        self.function = function  # the activations (in call order) -> the output, constants bound
-        self.positions = positions  # where each activation sits in the call (index or keyword)
-        self.rule = self.op = self.z = self.output = None
-        self.coefficients = None  # Add: +1 / -alpha per activation
-        self.final = False  # Softmax: the model's output
-
-    def relevance(self, R, inputs):
-        """Relevance at the activations ``inputs``, given relevance ``R`` at the output."""
-        if self.operation is Add:  # as propagation's Sum: s = R / stabilize(z), R_i = c_i a_i s
-            s = rules.divide(R, self.z, self.rule.epsilon)
-            return tuple((a * s if c == 1 else c * a * s).sum_to_size(a.shape) for a, c in zip(inputs, self.coefficients))
-        if isinstance(self.rule, (Gated, Uniform)):
-            return self.rule.relevance(self.op, tuple(inputs), R, self.z)
-        if issubclass(self.operation, Move):
-            return self.op.vjp(tuple(inputs), None, R)
-        if self.final:  # as a final nn.Softmax: each output's relevance moves to its logit
-            return (inputs[0] * rules.divide(R, self.z, 0.0),)
-        return (self.rule.relevance(self.op, inputs[0], R, z=self.z),)
-
-
-def configure(call: OperationCall, composite, first_done: bool, target, args, kwargs, gate=None) -> bool:
-    """Choose ``call``'s rule and linear map; ``args``/``kwargs`` are the call's own (activations included).
-
-    ``gate``: the position of the factor that is a gate (products), if the graph found one. Returns
-    whether the call used the composite's first-layer rule slot (a functional Linear/Conv).
-    """
-    operation, name, output = call.operation, call.name, call.output
-    n = len(call.positions)
-    function = call.function
-    if issubclass(operation, Move):
-        call.op = TensorsOp(function)
-        rule_for(composite, name, operation)  # only checks an exact name's rule
-    elif operation is Add:
-        subtract, alpha = target in SUBTRACT, kwargs.get("alpha", 1)
-        call.coefficients = [1 if position in (0, "input", "self") else (-alpha if subtract else alpha)
-                             for position in call.positions]
-        call.rule = rule_for(composite, name, Add) or rules.Epsilon()
-        call.z = output
-    elif operation is Product and n == 2 or operation is MatMul and n == 2:
-        if target in DIVIDE:  # a / b: the denominator is held constant, a gate
-            gate = 1
-        default = Gated(signal=1 - call.positions.index(gate)) if gate in call.positions[:2] else Uniform()
-        call.rule = rule_for(composite, name, operation, like=operation) or default
-        if not isinstance(call.rule, (Gated, Uniform)):
-            raise CompositeError(f"the operation '{name}' multiplies two activations; it takes Gated or Uniform")
-        call.op, call.z = TensorsOp(function), output
-    elif operation is Product:  # a product with (division by) a constant: a linear map, as BatchNorm's scale
-        if target in DIVIDE and call.positions[0] not in (0, "input", "self"):
-            return None  # 1 / x is not linear: no rule
-        call.op = ops.FunctionOp(function)
-        call.rule, call.z = rule_for(composite, name, Scale, like=Scale) or rules.Epsilon(), output
-    elif operation is MatMul:  # one factor is a constant: a linear layer without bias
-        (position,) = call.positions
-        weight = _argument(args, kwargs, 1 - position if isinstance(position, int) else 0, "other")
-        call.op = MatMulOp(weight.detach(), left=position in (1, "other"))
-        call.rule, call.z = rule_for(composite, name, MatMul) or rules.Epsilon(), output
-    elif operation is Softmax:
-        rule_for(composite, name, Softmax)
-        if not call.final and target in (F.log_softmax, torch.log_softmax, "log_softmax"):
-            return None  # log_softmax inside a model: no rule
-        call.op, call.rule, call.z = ops.FunctionOp(function), rules.Zero(), output
-    elif operation is Activation:
-        call.rule = rule_for(composite, name, Activation) or rules.Pass()
-        call.op = ops.FunctionOp(function)
-        call.z = output if isinstance(call.rule, rules.Epsilon) else None
-    elif issubclass(operation, Mean):
-        call.op = ops.FunctionOp(function)
-        call.rule = rule_for(composite, name, operation) or composite.pool_rule()
-        call.z = output if isinstance(call.rule, rules.Epsilon) else None
-    elif operation is MaxPool:
-        named = rule_for(composite, name, MaxPool, like=MaxPool)
-        if named is None and composite.maxpool == "average":
-            # the denominator is the average's output, computed by the rule
-            call.op, call.rule = ops.FunctionOp(_average_of_max_pool(target, args[1:], kwargs)), composite.pool_rule()
-        else:
-            call.op, call.rule = ops.FunctionOp(function), named or rules.Gradient()
-            call.z = output if isinstance(call.rule, rules.Epsilon) else None
-    elif issubclass(operation, FunctionalLinear):
-        if call.positions != [0] and call.positions != ["input"]:
-            return None  # a weight computed from the data: no rule
-        weight, bias = _argument(args, kwargs, 1, "weight"), _argument(args, kwargs, 2, "bias")
-        weight, bias = weight.detach(), None if bias is None else bias.detach()
-        if operation is FunctionalConv:
-            dims = weight.dim() - 2
-            settings = [_argument(args, kwargs, i, key, default)
-                        for i, key, default in ((3, "stride", 1), (4, "padding", 0), (5, "dilation", 1), (6, "groups", 1))]
-            call.op = FunctionalConvOp(dims, weight, bias, *settings)
-            like = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
-        else:
-            call.op, like = ops.LinearOp(weight, bias), nn.Linear
-        call.rule = rule_for(composite, name, operation, like=like, first=not first_done) or rules.Epsilon()
-        call.z = output
-        return True
-    else:
-        return None
-    return False
