@@ -10,11 +10,16 @@ serves both paths, and on a model both can explain they give the same relevance.
 
 When ``explain`` uses the graph (its ``graph`` argument):
 
-* ``None`` (default): the hook path; where it stops at a functional call, the model is traced and
-  explained through the graph, and remembered (later calls go to the graph at once). A model the hook
-  path explains keeps exactly its results and its speed, and is never traced.
-* ``True``: always the graph (``GraphTraceError`` if fx cannot trace the model).
+* ``None`` (default): the hook path; where it stops (a functional call, or a user's module without a
+  rule), the model is explained as written, and remembered (later calls go there at once). A model
+  the hook path explains keeps exactly its results and its speed, and is never traced.
+* ``True``: always as written.
 * ``False``: never (the hook path's error names the functional call).
+
+"As written" is the traced graph; where fx cannot trace the model (an ``if`` on the data, unpacking
+``a, b = x.chunk(2, 1)``), its operations are caught as they run instead (``eager.py``), with the
+same rules (``torch.export`` would not help here: it inlines the modules, whose rules are the hook
+path's).
 
 Traces are cached per model object (at most :data:`CACHE_SIZE` models, least recently used dropped),
 and traced again when the model's modules change (a module replaced, added or removed). Python values a
@@ -33,7 +38,7 @@ import torch.fx as fx
 from torch import nn
 from torch.fx.node import map_aggregate, map_arg
 
-from . import operation_calls, operations, types
+from . import eager, operation_calls, operations, types
 from .errors import FunctionalCallError, GraphTraceError, UnsupportedModuleError, UnsupportedOperationError
 
 __all__ = ["trace", "Traced", "forward", "clear_cache", "CACHE_SIZE"]
@@ -87,7 +92,6 @@ class Traced:
     def __init__(self, model: nn.Module, graph: fx.Graph, constants: dict):
         self.graph, self.constants = graph, constants
         self.nodes = list(graph.nodes)
-        self.needed = False  # the hook path stopped at a functional call (explain's default goes here)
         self.activations = set()
         first = True
         for node in self.nodes:
@@ -236,7 +240,7 @@ def _unsupported(model: nn.Module, node: fx.Node, why: str) -> UnsupportedOperat
 
 
 # -- tracing, cached per model ---------------------------------------------------------------------
-_CACHE: OrderedDict = OrderedDict()  # id(model) -> (weak reference, signature, Traced or the trace error)
+_CACHE: OrderedDict = OrderedDict()  # id(model) -> [weak reference, signature, Traced or the trace error, needed]
 
 
 def _signature(model: nn.Module) -> tuple:
@@ -255,7 +259,7 @@ def trace(model: nn.Module) -> Traced:
     key, signature = id(model), _signature(model)
     entry = _CACHE.get(key)
     if entry is None or entry[0]() is not model or entry[1] != signature:
-        entry = (weakref.ref(model), signature, _trace(model))
+        entry = [weakref.ref(model), signature, _trace(model), False]
         _CACHE[key] = entry
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
@@ -285,42 +289,37 @@ def clear_cache() -> None:
 
 
 def forward(model: nn.Module, session, x, graph: bool | None = None):
-    """Run ``model`` on ``x`` for ``session``: through its modules' hooks, or through its traced graph.
+    """Run ``model`` on ``x`` for ``session``: through its modules' hooks, or as it is written.
 
     Called by ``explain`` inside ``session.attached()``; ``graph`` as in ``explain`` (see the module's
-    docstring).
+    docstring). As written: through the traced graph, or, where fx cannot trace the model, with its
+    operations caught as they run (``eager.py``).
     """
     if graph is False:
         return model(x)
     if graph is None:
         entry = _CACHE.get(id(model))
-        known = entry is not None and entry[0]() is model and isinstance(entry[2], Traced) and entry[2].needed
-        if not known or entry[1] != _signature(model):
+        known = entry is not None and entry[0]() is model and entry[3] and entry[1] == _signature(model)
+        if not known:
             try:
                 return model(x)
-            except (FunctionalCallError, UnsupportedModuleError) as error:  # a call or a module without a rule
-                traced = _trace_during(session, model, error)
-                traced.needed = True
+            except (FunctionalCallError, UnsupportedModuleError):  # a call or a module without a rule
                 _restart(session)
-                return traced.run(session, model, x)
-    session.leaf_depth += 1  # tracing calls no module, but keep the watch quiet
+                return _as_written(session, model, x, needed=True)
+    return _as_written(session, model, x)
+
+
+def _as_written(session, model: nn.Module, x, needed: bool = False):
+    session.leaf_depth += 1  # tracing calls no module with a rule, but keep the watch quiet
     try:
         traced = trace(model)
+    except GraphTraceError:
+        traced = None
     finally:
         session.leaf_depth -= 1
-    return traced.run(session, model, x)
-
-
-def _trace_during(session, model, error) -> Traced:
-    """The trace, after the hook path stopped at ``error``; that error (with the reason) if fx cannot trace."""
-    session.leaf_depth += 1
-    try:
-        return trace(model)
-    except GraphTraceError as trace_error:
-        error.add_note(f"lrp_widgets tried to trace the model with torch.fx to explain it as written, but: {trace_error}")
-        raise error from None
-    finally:
-        session.leaf_depth -= 1
+    if needed:  # later calls go here at once, without a hook-path attempt
+        _CACHE[id(model)][3] = True
+    return eager.run(session, model, x) if traced is None else traced.run(session, model, x)
 
 
 def _restart(session) -> None:
