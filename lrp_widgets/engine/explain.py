@@ -184,8 +184,10 @@ def explain(
     ----------
     model : nn.Module
         Any model built from supported modules (Linear, Conv, ReLU, pooling, BatchNorm,
-        Flatten, Dropout, ... and :class:`lrp_widgets.Sum` for residual additions). It is never
-        changed: parameters, hooks and train/eval mode are as before when this returns.
+        Flatten, Dropout, ... and :class:`lrp_widgets.Sum` for residual additions), also where its
+        ``forward`` does operations outside modules (``out += identity``, ``h.mean(2)``; see
+        ``graph``). It is never changed: parameters, hooks and train/eval mode are as before when
+        this returns.
     x : tensor or array, shape (N, ...)
         A batch of inputs. NaN, inf and fill values (>= 1e10) are rejected.
     target : None, int, str or sequence of them
@@ -216,12 +218,13 @@ def explain(
     classes : sequence of str, optional
         The names of the model's outputs, in order (e.g. ``data.classes``), for ``target`` names.
     graph : None or bool
-        Explain the model as it is written, through its ``torch.fx`` graph, where its ``forward``
-        does arithmetic outside modules (``out += identity``, ``h.mean(2)``, ``torch.flatten``):
-        ``None`` (default) uses the graph only where the module hooks alone cannot explain the
-        model, ``True`` always, ``False`` never. Operations then get the rules of
-        :mod:`lrp_widgets.engine.operations`, and ``.layers`` and the conservation table list them
-        by graph node name (see :mod:`lrp_widgets.engine.graph`).
+        Explain the model as it is written, through its ``torch.fx`` graph (or, where fx cannot
+        trace it, with its operations caught as they run), where its ``forward`` does arithmetic
+        outside modules (``out += identity``, ``h.mean(2)``, ``torch.flatten``): ``None``
+        (default) only where the module hooks alone cannot explain the model, ``True`` always,
+        ``False`` never (the error then names the call). Operations get the rules of
+        :mod:`lrp_widgets.engine.operations`, and ``.layers``, ``masks`` and the conservation
+        table name them by graph node (``add``, ``add_1``; see :mod:`lrp_widgets.engine.graph`).
 
     Returns
     -------
