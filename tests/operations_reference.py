@@ -4,6 +4,20 @@ Written from the formulas with loops and explicit index bookkeeping, never with 
 or autograd, so that a test comparing the two can fail.
 """
 import torch
+from torch import nn
+
+
+class Op(nn.Module):
+    """A model that is one function of its input, ``function(self, x)`` (traced through by torch.fx)."""
+
+    def __init__(self, function, **modules):
+        super().__init__()
+        self.function = function
+        for name, module in modules.items():
+            self.add_module(name, module)
+
+    def forward(self, x):
+        return self.function(self, x)
 
 
 def add(terms, R, signs=None, eps=0.0):

@@ -1,13 +1,13 @@
 """The graph path (engine/graph.py): models explained as they are written, identical to the hook path."""
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import lrp_widgets
 from lrp_widgets import composites, explain, rules, zoo
 from lrp_widgets.engine import graph, operations
 from lrp_widgets.engine.errors import CompositeError, FunctionalCallError, GraphTraceError, UnsupportedOperationError
+from tests.operations_reference import Op
 
 torch.set_num_threads(1)
 
@@ -301,7 +301,7 @@ def test_where_fx_cannot_trace_operations_are_caught_as_they_run():
     torch.manual_seed(7)
     model, x = _Branchy().double(), torch.rand(2, 3, dtype=torch.float64)
     result = explain(model, x, composite="epsilon", layers=True)
-    rewritten = explain(_Op(lambda m, x: m.fc(x + 1), fc=model.fc), x, composite="epsilon")
+    rewritten = explain(Op(lambda m, x: m.fc(x + 1), fc=model.fc), x, composite="epsilon")
     torch.testing.assert_close(result.relevance, rewritten.relevance)
     assert list(result.layers) == ["add", "fc"]
     unpacking = _Unpacking().double()
@@ -336,17 +336,6 @@ class _EagerExp(_Branchy):
 def test_caught_as_they_run_an_operation_without_rule_is_named():
     with pytest.raises(UnsupportedOperationError, match="calls `exp`"):
         explain(_EagerExp(), torch.rand(2, 3))
-
-
-class _Op(nn.Module):
-    def __init__(self, function, **modules):
-        super().__init__()
-        self.function = function
-        for name, module in modules.items():
-            self.add_module(name, module)
-
-    def forward(self, x):
-        return self.function(self, x)
 
 
 class _Constant(nn.Module):

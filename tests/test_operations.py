@@ -7,22 +7,10 @@ from torch import nn
 from lrp_widgets import composites, explain, rules
 from lrp_widgets.engine import operations
 from tests import operations_reference as reference
+from tests.operations_reference import Op
 
 torch.set_num_threads(1)
 N = 3
-
-
-class Op(nn.Module):
-    """A model that is one function of its input (traced through by torch.fx)."""
-
-    def __init__(self, function, **modules):
-        super().__init__()
-        self.function = function
-        for name, module in modules.items():
-            self.add_module(name, module)
-
-    def forward(self, x):
-        return self.function(self, x)
 
 
 def relevance(function, x, R, composite="lrp0", **modules):
