@@ -30,6 +30,7 @@ README = ROOT / "README.md"
 #: name -> (title, extra arguments), in README order
 BENCHMARKS = {
     "engine": ("Engine", []),
+    "graph": ("Graph path (models as written) against the hook path", []),
     "esn": ("Echo state network", ["--timing"]),
     "rnn": ("LSTM/GRU", ["--threads", "1"]),
     "removal": ("Removal curves", []),

@@ -242,8 +242,10 @@ def test_functional_addition_is_detected():
         def forward(self, x):
             return self.fc(x) + x
 
-    with pytest.raises(FunctionalCallError, match=r"`add`.*Sum"):
-        explain(Residual(), torch.rand(2, 4))
+    with pytest.raises(FunctionalCallError, match=r"`add`.*Sum"):  # the hook path alone
+        explain(Residual(), torch.rand(2, 4), graph=False)
+    # by default the model is explained as written, through its traced graph (tests/test_graph.py)
+    assert "add" in explain(Residual(), torch.rand(2, 4), layers=True).layers
 
 
 def test_view_and_functional_relu_outside_modules_are_fine():

@@ -317,5 +317,11 @@ def test_arithmetic_on_the_outputs_is_named():
             out, _ = self.rnn(x)
             return self.fc(out.mean(1))
 
-    with pytest.raises(FunctionalCallError, match="`mean`"):
-        explain(Mean(), torch.randn(2, 5, 3))
+    model, x = Mean(), torch.randn(2, 5, 3)
+    with pytest.raises(FunctionalCallError, match="`mean`"):  # the hook path names the call
+        explain(model, x, graph=False)
+    # as written (the traced graph): the mean over time is average pooling, the LSTM its own stage
+    result = explain(model, x, composite="lrp0")
+    assert result.relevance.shape == x.shape and "lstm" not in result.recurrent
+    assert "rnn" in result.recurrent
+    np.testing.assert_allclose(result.recurrent["rnn"].conservation().residual(), 0.0, atol=1e-5)

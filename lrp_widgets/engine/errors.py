@@ -10,6 +10,11 @@ class UnsupportedModuleError(LRPError, TypeError):
     """A module the engine has no rule for was called in the model's forward pass."""
 
 
+class UnsupportedConfigurationError(UnsupportedModuleError):
+    """A module the engine knows, used in a way it cannot explain (a bidirectional LSTM, packed
+    sequences, attention): explaining the model as written (``explain(graph=...)``) would not help."""
+
+
 class FunctionalCallError(LRPError):
     """A tensor operation outside any module, which the engine's hooks cannot see.
 
@@ -54,3 +59,11 @@ MODULE_FOR_FUNCTION = {
     "linear": "nn.Linear",
     "conv2d": "nn.Conv2d",
 }
+
+
+class UnsupportedOperationError(FunctionalCallError):
+    """An operation in a model's traced graph (``torch.fx``) has no LRP rule; the message names its node."""
+
+
+class GraphTraceError(LRPError):
+    """``torch.fx`` cannot trace the model (data-dependent control flow, ...); the message says why."""

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from . import composites as _composites
+from . import graph as _graph
 from .checks import FILL_VALUE_THRESHOLD, _model_dtype_device, check_input, resolve_target
 from .errors import InputError, LRPError
 from .modes import eval_mode
@@ -32,7 +33,8 @@ class Explanation(Result):
     target : torch.Tensor
         The explained class of each sample (N,).
     layers : OrderedDict or None
-        With ``layers=True``: module name -> relevance at that module's input, in forward order.
+        With ``layers=True``: module name -> relevance at that module's input, in forward order
+        (and graph node name -> relevance at the operation's inputs, where the model was traced).
     composite : Composite
         The composite used.
     recurrent : dict
@@ -135,6 +137,7 @@ def explain(
     masks: dict | None = None,
     output=None,
     classes=None,
+    graph: bool | None = None,
 ) -> Explanation:
     """Explain a model's output for a batch with Layer-wise Relevance Propagation.
 
@@ -143,8 +146,10 @@ def explain(
     model : nn.Module
         Any model built from supported modules (Linear, Conv, ReLU, pooling, BatchNorm,
         Flatten, Dropout, ... and :class:`lrp_widgets.Sum` for residual additions; nn.LSTM and
-        nn.GRU explained through time, see :mod:`lrp_widgets.engine.recurrent`). It is never
-        changed: parameters, hooks and train/eval mode are as before when this returns.
+        nn.GRU explained through time, see :mod:`lrp_widgets.engine.recurrent`), also where its
+        ``forward`` does operations outside modules (``out += identity``, ``h.mean(2)``; see
+        ``graph``). It is never changed: parameters, hooks and train/eval mode are as before when
+        this returns.
     x : tensor or array, shape (N, ...)
         A batch of inputs. NaN, inf and fill values (>= 1e10) are rejected.
     target : None, int, str or sequence of them
@@ -174,6 +179,14 @@ def explain(
         or a function of the model's return value (``output=lambda out: out.logits[:, -1]``).
     classes : sequence of str, optional
         The names of the model's outputs, in order (e.g. ``data.classes``), for ``target`` names.
+    graph : None or bool
+        Explain the model as it is written, through its ``torch.fx`` graph (or, where fx cannot
+        trace it, with its operations caught as they run), where its ``forward`` does arithmetic
+        outside modules (``out += identity``, ``h.mean(2)``, ``torch.flatten``): ``None``
+        (default) only where the module hooks alone cannot explain the model, ``True`` always,
+        ``False`` never (the error then names the call). Operations get the rules of
+        :mod:`lrp_widgets.engine.operations`, and ``.layers``, ``masks`` and the conservation
+        table name them by graph node (``add``, ``add_1``; see :mod:`lrp_widgets.engine.graph`).
 
     Returns
     -------
@@ -204,7 +217,7 @@ def explain(
                 session.tokens = (tokens, leaf)
             with session.attached():
                 try:
-                    raw = model(leaf if tokens is None else tokens)
+                    raw = _graph.forward(model, session, leaf if tokens is None else tokens, graph)
                 except LRPError:
                     raise
                 except Exception as error:

@@ -23,7 +23,9 @@ from torch.overrides import TorchFunctionMode
 from . import ops, recurrent, rules, types
 from .canonizers import BatchNormFolding, batchnorm_affine
 from .composites import Composite
-from .errors import MODULE_FOR_FUNCTION, CompositeError, FunctionalCallError, LRPWarning, UnsupportedModuleError
+from .errors import (
+    MODULE_FOR_FUNCTION, CompositeError, FunctionalCallError, LRPWarning, UnsupportedConfigurationError, UnsupportedModuleError,
+)
 
 # Functions a forward may call outside modules: they move relevance as gradients should.
 _SAFE_FUNCTIONS = {
@@ -165,7 +167,7 @@ class _Watch(TorchFunctionMode):
                     "nn.Linear, ..."
                 )
                 if "pack" in name:  # pack_padded_sequence & co.: say what to do instead
-                    raise UnsupportedModuleError(
+                    raise UnsupportedConfigurationError(
                         f"the forward of '{where}' ({module}) packs the data (`{name}`); packed sequences are not "
                         "supported by LRP through time. Pass equal-length (padded) sequences (N, T, F) to the LSTM/GRU."
                     )
@@ -256,7 +258,7 @@ class Session:
             self.leaf_depth += 1
             kind = self.kinds.get(module) or self.kinds.setdefault(module, types.kind_of(module))
             if kind is None and isinstance(module, types.NOT_YET):
-                raise UnsupportedModuleError(
+                raise UnsupportedConfigurationError(
                     f"module '{self.stack[-1]}' is torch.nn.{type(module).__name__}, which lrp_widgets does not "
                     "support yet: it needs LRP rules of its own (attention, gated recurrence). Explain the part of "
                     "the model before it."

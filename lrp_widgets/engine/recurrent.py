@@ -54,7 +54,7 @@ import torch
 from torch import nn
 
 from . import recurrent_cells, rules
-from .errors import UnsupportedModuleError
+from .errors import UnsupportedConfigurationError as UnsupportedModuleError
 from .results import ConservationTable
 from .types import RECURRENT
 

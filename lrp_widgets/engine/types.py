@@ -42,6 +42,9 @@ NOT_YET = (nn.MultiheadAttention, nn.RNNBase)
 #: Gated recurrent modules, explained through time by ``recurrent.py`` (one stage per call).
 RECURRENT = (nn.LSTM, nn.GRU)
 
+#: Activations whose output gates a product in a traced graph (``x * sigmoid(g)``: the gate gets none).
+GATE = (nn.Sigmoid, nn.Hardsigmoid)
+
 #: Modules the path search walks through without a choice to make (no neurons of their own).
 TRANSPARENT = DROPOUT + IDENTITY + ACTIVATION + SMOOTH_ACTIVATION
 

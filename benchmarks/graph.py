@@ -1,0 +1,65 @@
+"""Graph-path benchmark: the zoo's MiniVGG explained through its traced graph vs the hook path.
+
+The same model, input and composite (``epsilon_plus_flat``), batch 1 and 32, 1 thread. Each round
+times one hook-path call (``graph=False``) and one graph-path call (``graph=True``, the trace cached)
+back to back, so both see the same machine load; prints the median time of each, the median of the
+per-round ratios graph/hook, and the one-time cost of tracing. Both paths give the same relevance
+(checked here too).
+
+Run: ``python benchmarks/graph.py [--rounds 60]``
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+from lrp_widgets import explain, zoo
+from lrp_widgets.engine import graph
+
+
+def timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=60, help="timed rounds per batch size (batch 32: a third)")
+    arguments = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = zoo.load("shapes_minivgg")
+    print(f"MiniVGG (zoo 'shapes_minivgg'), epsilon_plus_flat, torch {torch.__version__}, 1 thread, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    graph.clear_cache()
+    first = timed(lambda: graph.trace(model))
+    graph.clear_cache()
+    again = timed(lambda: graph.trace(model))
+    cached = timed(lambda: graph.trace(model))
+    print(f"tracing (once per model): {first * 1e3:.1f} ms the first time in a process, {again * 1e3:.1f} ms "
+          f"after; a cached trace: {cached * 1e6:.0f} us; {len(graph.trace(model).nodes)} graph nodes")
+    print(f"{'batch':>5} {'hook ms':>9} {'graph ms':>9} {'graph/hook (median of rounds)':>31}")
+    for batch in (1, 32):
+        x = torch.rand(batch, 3, 32, 32)
+        hook = explain(model, x, composite="epsilon_plus_flat", graph=False)
+        through_graph = explain(model, x, composite="epsilon_plus_flat", graph=True)
+        assert torch.allclose(hook.relevance, through_graph.relevance, rtol=0, atol=1e-6), "the paths disagree"
+        rounds = arguments.rounds if batch == 1 else max(5, arguments.rounds // 3)
+        hook_times, graph_times = [], []
+        for _ in range(rounds):
+            hook_times.append(timed(lambda: explain(model, x, composite="epsilon_plus_flat", graph=False)))
+            graph_times.append(timed(lambda: explain(model, x, composite="epsilon_plus_flat", graph=True)))
+        ratios = [g / h for g, h in zip(graph_times, hook_times)]
+        quartiles = statistics.quantiles(ratios, n=4)
+        print(f"{batch:>5} {statistics.median(hook_times) * 1e3:>9.2f} {statistics.median(graph_times) * 1e3:>9.2f} "
+              f"{statistics.median(ratios):>14.3f} (quartiles {quartiles[0]:.3f}-{quartiles[2]:.3f})")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

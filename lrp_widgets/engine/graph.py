@@ -1,0 +1,333 @@
+"""Explaining models as they are written: the model's operations as a ``torch.fx`` graph.
+
+The hook path (``propagation.py``) sees modules only; ``x + y`` or ``h.mean(2)`` in a ``forward``
+stops it with a :class:`~lrp_widgets.engine.errors.FunctionalCallError`. Here the model is traced
+once with ``torch.fx`` (supported modules stay whole, as leaves; everything else is traced through)
+and then *run node by node*: module nodes are called as usual, so the session's hooks give them
+exactly the rules of the hook path, and every other operation on the data gets the rule of its kind
+(:mod:`~lrp_widgets.engine.operations`) through the same autograd function. One rule implementation
+serves both paths, and on a model both can explain they give the same relevance.
+
+When ``explain`` uses the graph (its ``graph`` argument):
+
+* ``None`` (default): the hook path; where it stops (a functional call, or a user's module without a
+  rule), the model is explained as written, and remembered (later calls go there at once). A model
+  the hook path explains keeps exactly its results and its speed, and is never traced.
+* ``True``: always as written.
+* ``False``: never (the hook path's error names the functional call).
+
+"As written" is the traced graph; where fx cannot trace the model (an ``if`` on the data, unpacking
+``a, b = x.chunk(2, 1)``), its operations are caught as they run instead (``eager.py``), with the
+same rules (``torch.export`` would not help here: it inlines the modules, whose rules are the hook
+path's).
+
+Traces are cached per model object (at most :data:`CACHE_SIZE` models, least recently used dropped),
+and traced again when the model's modules change (a module replaced, added or removed). Python values a
+forward reads (``self.scale = 2.0``, a flag) are baked into the trace: call :func:`clear_cache` after
+changing one. The model is never changed: constants created in ``forward`` are kept in the trace,
+not set on the model.
+"""
+from __future__ import annotations
+
+import inspect
+import weakref
+from collections import OrderedDict
+
+import torch
+import torch.fx as fx
+from torch import nn
+from torch.fx.node import map_aggregate, map_arg
+
+from . import eager, operation_calls, operations, types
+from .errors import (
+    FunctionalCallError, GraphTraceError, UnsupportedConfigurationError, UnsupportedModuleError, UnsupportedOperationError,
+)
+
+__all__ = ["trace", "Traced", "forward", "clear_cache", "CACHE_SIZE"]
+
+#: How many models' traces are kept.
+CACHE_SIZE = 16
+
+
+class _Tracer(fx.Tracer):
+    """Supported modules are leaves; tensor constants stay with the trace (never set on the model)."""
+
+    def __init__(self, stack_traces: bool = False):
+        super().__init__()
+        # source lines cost ~1 s the first time in a process: recorded only to name an unsupported operation's line
+        self.record_stack_traces = stack_traces
+        self.constants: dict = {}
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        # modules with rules stay whole; so do torch's own (one without a rule keeps the hook path's clear
+        # error); a user's module is traced through, so its operations get rules
+        return types.kind_of(module) is not None or isinstance(module, types.NOT_YET) or super().is_leaf_module(module, qualified_name)
+
+    def call_module(self, module, forward, args, kwargs):
+        # modules traced through run their forward without hooks: explain's own hooks are attached
+        # while it traces, and a hook of a module without a rule would stop the trace
+        if not self.is_leaf_module(module, ""):
+            forward = module.forward
+        return super().call_module(module, forward, args, kwargs)
+
+    def create_arg(self, a):
+        if isinstance(a, torch.Tensor) and not isinstance(a, nn.Parameter) and a not in self.tensor_attrs:
+            if not any(a is buffer for buffer in self.root.buffers()):
+                name = f"_lrp_constant_{len(self.constants)}"
+                self.constants[name] = a
+                self.tensor_attrs[a] = name
+                return self.create_node("get_attr", name, (), {})
+        return super().create_arg(a)
+
+
+class Traced:
+    """A model's traced graph, with what explaining it needs to know about each node.
+
+    Attributes
+    ----------
+    graph : torch.fx.Graph
+        The operations (``graph.print_tabular()`` lists node names, which composites can address).
+    activations : set of str
+        Nodes that depend on the model's input (the others are constants and parameters).
+    """
+
+    def __init__(self, model: nn.Module, graph: fx.Graph, constants: dict):
+        self.graph, self.constants = graph, constants
+        self.nodes = list(graph.nodes)
+        self.activations = set()
+        first = True
+        for node in self.nodes:
+            if node.op == "placeholder":
+                if first:
+                    self.activations.add(node.name)
+                first = False
+            elif node.op != "get_attr" and any(n.name in self.activations for n in node.all_input_nodes):
+                self.activations.add(node.name)
+        self.kinds = {n.name: operations.classify(n.op, n.target) for n in self.nodes if n.op in ("call_function", "call_method")}
+        modules = dict(model.named_modules())
+        self.gates = {n.name: self._gate_position(n, modules) for n in self.nodes if self.kinds.get(n.name) is operations.Product}
+        output = next(n for n in reversed(self.nodes) if n.op == "output")
+        self.final = {n.name for n in output.all_input_nodes}
+
+    def _gate_position(self, node: fx.Node, modules) -> int | None:
+        """The position of the factor computed by a sigmoid (seen through reshapes), if exactly one is."""
+        gates = [i for i, arg in enumerate(node.args[:2]) if isinstance(arg, fx.Node) and self._is_gate(arg, modules)]
+        return gates[0] if len(gates) == 1 else None
+
+    def _is_gate(self, node: fx.Node, modules) -> bool:
+        while self.kinds.get(node.name) is operations.Move and isinstance(node.args[0], fx.Node):
+            node = node.args[0]
+        if node.op == "call_module":
+            return isinstance(modules.get(node.target), operations.GATE_MODULES)
+        return node.op in ("call_function", "call_method") and node.target in operations.GATES
+
+    def run(self, session, model: nn.Module, x):
+        """The model's output for ``x``, with relevance rules attached to every operation (in ``session``)."""
+        return _Run(self, session, model).run(x)
+
+
+class _Slot:
+    """Where an activation sits in a call's arguments."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index):
+        self.index = index
+
+
+class _Run:
+    """One forward pass through a traced graph."""
+
+    def __init__(self, traced: Traced, session, model: nn.Module):
+        self.traced, self.session, self.model = traced, session, model
+
+    def run(self, x):
+        env = {}
+        traced = self.traced
+        first = True
+        for node in traced.nodes:
+            if node.op == "placeholder":
+                env[node.name] = x if first else (node.args[0] if node.args else None)
+                first = False
+            elif node.op == "get_attr":
+                env[node.name] = traced.constants.get(node.target) if node.target in traced.constants else _attribute(self.model, node.target)
+            elif node.op == "call_module":
+                args, kwargs = map_arg((node.args, node.kwargs), lambda n: env[n.name])
+                env[node.name] = self.model.get_submodule(node.target)(*args, **kwargs)
+            elif node.op == "output":
+                return map_arg(node.args[0], lambda n: env[n.name])
+            else:
+                env[node.name] = self._operation(node, env)
+                if _in_place(node):  # ran out of place: later uses of its input see the result, as in place
+                    env[node.args[0].name] = env[node.name]
+        raise GraphTraceError("the traced graph has no output node")
+
+    def _operation(self, node: fx.Node, env: dict):
+        traced, session = self.traced, self.session
+        slots, positions = [], []
+
+        def value(n, position):
+            v = env[n.name]
+            if n.name in traced.activations and isinstance(v, torch.Tensor) and v.requires_grad:
+                slots.append(v)
+                positions.append(position)
+                return _Slot(len(slots) - 1)
+            return v
+
+        args = tuple(map_arg(a, lambda n, i=i: value(n, i)) for i, a in enumerate(node.args))
+        kwargs = {k: map_arg(a, lambda n, k=k: value(n, k)) for k, a in node.kwargs.items()}
+        target = operations.out_of_place(node.op, node.target)
+        if "inplace" in kwargs:
+            kwargs["inplace"] = False
+
+        def call(*tensors):
+            a, k = map_aggregate((args, kwargs), lambda v: tensors[v.index] if isinstance(v, _Slot) else v)
+            return getattr(a[0], target)(*a[1:], **k) if node.op == "call_method" else target(*a, **k)
+
+        operation = traced.kinds.get(node.name)
+        concrete = map_aggregate((args, kwargs), lambda v: slots[v.index] if isinstance(v, _Slot) else v)
+        if not slots:
+            with session._hook():  # constants and parameters: as written
+                return call()
+        result = operation_calls.apply(session, node.name, operation, call, target, slots, positions, *concrete,
+                                       gate=traced.gates.get(node.name), final=node.name in traced.final)
+        if result is operation_calls.NO_RULE:
+            raise _unsupported(self.model, node, "has no LRP rule" if operation is None else "has no LRP rule for these arguments")
+        return result
+
+
+def _in_place(node: fx.Node) -> bool:
+    method = node.op == "call_method" and node.target.endswith("_") and not node.target.endswith("__")
+    return (method or node.kwargs.get("inplace") is True) and bool(node.args) and isinstance(node.args[0], fx.Node)
+
+
+def _attribute(model: nn.Module, target: str):
+    value = model
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _describe(node: fx.Node) -> str:
+    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
+    call = f".{target}()" if node.op == "call_method" else f"{target}"
+    module = getattr(node.target, "__module__", None) or ""
+    if node.op == "call_function" and module.startswith("torch"):
+        call = f"{module.replace('torch.nn.functional', 'F').replace('torch._C._nn', 'F')}.{target}"
+    return call
+
+
+def _source_line(model: nn.Module, name: str) -> str:
+    """Where the model's code does the operation of node ``name`` (traced again, with source lines)."""
+    try:
+        traced = _trace(model, stack_traces=True)
+        node = next(n for n in traced.nodes if n.name == name)
+    except Exception:  # the error message is still clear without the line
+        return ""
+    lines = [line.strip() for line in (node.stack_trace or "").strip().splitlines()]
+    frames = [(lines[i], lines[i + 1]) for i in range(len(lines) - 1) if lines[i].startswith("File ")]
+    # the model's own line: the innermost frame outside torch and this engine
+    frames = [f for f in frames if "/torch/" not in f[0] and "/lrp_widgets/engine/" not in f[0]]
+    return f" ({frames[-1][0]}: `{frames[-1][1]}`)" if frames else ""
+
+
+def _unsupported(model: nn.Module, node: fx.Node, why: str) -> UnsupportedOperationError:
+    where = _source_line(model, node.name)
+    supported = sorted({k.__name__ for k in set(operations.TABLE.values())} - {"Shape"})
+    return UnsupportedOperationError(
+        f"the operation `{_describe(node)}` at graph node '{node.name}'{where} {why}. Operations with rules: "
+        f"{', '.join(supported)} (see lrp_widgets.engine.operations). Do it with a module instead (e.g. nn.GELU, "
+        "nn.LayerNorm), or explain the part of the model before it."
+    )
+
+
+# -- tracing, cached per model ---------------------------------------------------------------------
+_CACHE: OrderedDict = OrderedDict()  # id(model) -> [weak reference, signature, Traced or the trace error, needed]
+
+
+def _signature(model: nn.Module) -> tuple:
+    return (type(model).forward, model.__dict__.get("forward"),
+            tuple((name, id(m), type(m)) for name, m in model.named_modules()))
+
+
+def trace(model: nn.Module) -> Traced:
+    """The model's :class:`Traced` graph, traced once and cached (see the module's docstring).
+
+    Raises
+    ------
+    GraphTraceError
+        ``torch.fx`` cannot trace the model (e.g. control flow that depends on the data).
+    """
+    key, signature = id(model), _signature(model)
+    entry = _CACHE.get(key)
+    if entry is None or entry[0]() is not model or entry[1] != signature:
+        entry = [weakref.ref(model), signature, _trace(model), False]
+        _CACHE[key] = entry
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    _CACHE.move_to_end(key)
+    if isinstance(entry[2], GraphTraceError):
+        raise entry[2]
+    return entry[2]
+
+
+def _trace(model: nn.Module, stack_traces: bool = False):
+    tracer = _Tracer(stack_traces)
+    try:  # arguments with defaults (mask=None) are traced with their defaults
+        parameters = list(inspect.signature(model.forward).parameters.values())[1:]
+        concrete = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+        graph = tracer.trace(model, concrete_args=concrete or None)
+    except Exception as error:  # fx raises many kinds (TraceError, TypeError, NotImplementedError, ...)
+        return GraphTraceError(
+            f"torch.fx cannot trace {type(model).__name__}: {type(error).__name__}: {error}. Typical causes: an "
+            "`if` or loop that depends on the data's values, or Python-level operations on tensors."
+        )
+    return Traced(model, graph, tracer.constants)
+
+
+def clear_cache() -> None:
+    """Forget every trace (after changing a Python value the model's forward reads)."""
+    _CACHE.clear()
+
+
+def forward(model: nn.Module, session, x, graph: bool | None = None):
+    """Run ``model`` on ``x`` for ``session``: through its modules' hooks, or as it is written.
+
+    Called by ``explain`` inside ``session.attached()``; ``graph`` as in ``explain`` (see the module's
+    docstring). As written: through the traced graph, or, where fx cannot trace the model, with its
+    operations caught as they run (``eager.py``).
+    """
+    if graph is False:
+        return model(x)
+    if graph is None:
+        entry = _CACHE.get(id(model))
+        known = entry is not None and entry[0]() is model and entry[3] and entry[1] == _signature(model)
+        if not known:
+            try:
+                return model(x)
+            except UnsupportedConfigurationError:  # packed sequences, attention, ...: the graph would not help
+                raise
+            except (FunctionalCallError, UnsupportedModuleError):  # a call or a module without a rule
+                _restart(session)
+                return _as_written(session, model, x, needed=True)
+    return _as_written(session, model, x)
+
+
+def _as_written(session, model: nn.Module, x, needed: bool = False):
+    session.leaf_depth += 1  # tracing calls no module with a rule, but keep the watch quiet
+    try:
+        traced = trace(model)
+    except GraphTraceError:
+        traced = None
+    finally:
+        session.leaf_depth -= 1
+    if needed:  # later calls go here at once, without a hook-path attempt
+        _CACHE[id(model)][3] = True
+    return eager.run(session, model, x) if traced is None else traced.run(session, model, x)
+
+
+def _restart(session) -> None:
+    """Forget what the stopped hook-path forward pass recorded (the hooks stay attached)."""
+    tokens = session.tokens
+    session.__init__(session.model, session.composite, session.record_layers, session.masks)
+    session.tokens = tokens

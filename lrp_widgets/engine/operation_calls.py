@@ -1,0 +1,243 @@
+"""Operations of a model's forward as calls that move relevance: the rule of each one, chosen once.
+
+:class:`OperationCall` is to an operation what ``propagation._Call`` is to a module call: it holds the
+rule and the linear map the composite chose (:func:`configure`) and moves relevance from the
+operation's output to its activations. :func:`apply` runs one operation in the forward pass and puts
+its call on the autograd graph, through the same autograd function as the module calls. The kinds and
+their rules are in :mod:`~lrp_widgets.engine.operations`; the graph path (``graph.py``) calls
+:func:`apply` for each operation node.
+"""
+from __future__ import annotations
+
+import inspect
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.fx.node import map_aggregate
+
+from . import ops, rules
+from .errors import CompositeError
+from .operations import (
+    DIVIDE, SUBTRACT, Activation, Add, FunctionalConv, FunctionalConvOp, FunctionalLinear, Gated, MatMul, MatMulOp,
+    MaxPool, Mean, Move, Product, Scale, Shape, Softmax, Split, TensorsOp, Uniform,
+)
+from .propagation import _Propagate
+
+__all__ = ["OperationCall", "configure", "apply", "accepts", "rule_for"]
+
+
+def _argument(args, kwargs, position, name, default=None):
+    if name in kwargs:
+        return kwargs[name]
+    return args[position] if len(args) > position else default
+
+
+def _average_of_max_pool(target, args, kwargs):
+    """``F.max_pool*`` (``args`` without the input) as the average pooling over its windows."""
+    if target in (F.adaptive_max_pool1d, F.adaptive_max_pool2d):
+        pool = F.adaptive_avg_pool1d if target is F.adaptive_max_pool1d else F.adaptive_avg_pool2d
+        size = _argument(args, kwargs, 0, "output_size")
+        return lambda t: pool(t, size)
+    bound = inspect.signature(F._max_pool2d).bind(None, *args, **kwargs).arguments
+    if bound.get("dilation", 1) not in (1, (1,), (1, 1)):
+        raise CompositeError("max pooling with dilation cannot be treated as average pooling (maxpool='average')")
+    pool = F.avg_pool1d if target is F.max_pool1d else F.avg_pool2d
+    kernel, stride = bound["kernel_size"], bound.get("stride") or bound["kernel_size"]
+    padding, ceil_mode = bound.get("padding", 0), bound.get("ceil_mode", False)
+    return lambda t: pool(t, kernel, stride, padding, ceil_mode, count_include_pad=True)
+
+
+# -- choosing a rule --------------------------------------------------------------------------------
+def accepts(kind: type, rule, exact: bool = True) -> bool:
+    """Whether an operation of ``kind`` can take ``rule`` (``exact=False``: a glob's rule, which skips more)."""
+    carry = isinstance(rule, (rules.Pass, rules.Gradient))
+    bilinear = isinstance(rule, (Gated, Uniform))
+    if kind in (Add, Scale):
+        return isinstance(rule, rules.Epsilon)
+    if issubclass(kind, (Mean, MaxPool)):
+        return not isinstance(rule, rules.Pass) and not bilinear
+    if kind is Product:
+        return bilinear
+    if kind is MatMul:
+        return not carry
+    if kind is Activation:
+        return carry or (exact and not bilinear)
+    if issubclass(kind, FunctionalLinear):
+        return not carry and not bilinear
+    if issubclass(kind, Move):
+        return carry
+    return False
+
+
+def rule_for(composite, name: str, kind: type, like: type | None = None, first: bool = False):
+    """The composite's rule for operation node ``name`` of ``kind``, or None (the kind's default).
+
+    In this order: an exact node name or a glob (globs skip operations that cannot take their
+    rule), the first-layer rule (``first``), a ``layer_rules`` entry naming the kind (or a base
+    class of it), then an entry for the module type the operation behaves like.
+    """
+    rule = composite.named_rule(name, lambda r: accepts(kind, r, exact=False))
+    if rule is None and first and composite.first is not None:
+        rule = composite.first
+    for cls in (kind, like or kind.like) if rule is None else ():
+        for key, candidate in composite.layer_rules.items():
+            keys = key if isinstance(key, tuple) else (key,)
+            if cls is not None and any(isinstance(k, type) and issubclass(cls, k) for k in keys):
+                rule = candidate
+                break
+        if rule is not None:
+            break
+    if rule is not None and not accepts(kind, rule):
+        raise CompositeError(
+            f"the composite gives {rule!r} to the operation '{name}' ({kind.__name__}), which cannot take it: "
+            f"it takes {kind.takes}. Give that node another rule (or none); a glob pattern would skip it."
+        )
+    return rule
+
+
+class OperationCall:
+    """One operation of a traced graph in one forward pass; moves relevance like a module's call.
+
+    Duck-typed as ``propagation._Call`` (``session``, ``name``, ``kind``, ``index``, ``output``,
+    ``relevance(R, inputs)``), so the one autograd function of ``propagation.py`` carries it.
+    """
+
+    def __init__(self, session, name, operation, index, function, positions):
+        self.session, self.name, self.operation, self.index = session, name, operation, index
+        self.kind = "operation"  # for code that lists the session's calls by kind
+        self.function = function  # the activations (in call order) -> the output, constants bound
+        self.positions = positions  # where each activation sits in the call (index or keyword)
+        self.rule = self.op = self.z = self.output = None
+        self.coefficients = None  # Add: +1 / -alpha per activation
+        self.final = False  # Softmax: the model's output
+
+    def relevance(self, R, inputs):
+        """Relevance at the activations ``inputs``, given relevance ``R`` at the output."""
+        if self.operation is Add:  # as propagation's Sum: s = R / stabilize(z), R_i = c_i a_i s
+            s = rules.divide(R, self.z, self.rule.epsilon)
+            return tuple((a * s if c == 1 else c * a * s).sum_to_size(a.shape) for a, c in zip(inputs, self.coefficients))
+        if isinstance(self.rule, (Gated, Uniform)):
+            return self.rule.relevance(self.op, tuple(inputs), R, self.z)
+        if issubclass(self.operation, Move):
+            return self.op.vjp(tuple(inputs), None, R)
+        if self.final:  # as a final nn.Softmax: each output's relevance moves to its logit
+            return (inputs[0] * rules.divide(R, self.z, 0.0),)
+        return (self.rule.relevance(self.op, inputs[0], R, z=self.z),)
+
+
+def configure(call: OperationCall, composite, first_done: bool, target, args, kwargs, gate=None) -> bool:
+    """Choose ``call``'s rule and linear map; ``args``/``kwargs`` are the call's own (activations included).
+
+    ``gate``: the position of the factor that is a gate (products), if the graph found one. Returns
+    whether the call used the composite's first-layer rule slot (a functional Linear/Conv).
+    """
+    operation, name, output = call.operation, call.name, call.output
+    n = len(call.positions)
+    function = call.function
+    if issubclass(operation, Move):
+        call.op = TensorsOp(function)
+        rule_for(composite, name, operation)  # only checks an exact name's rule
+    elif operation is Add:
+        subtract, alpha = target in SUBTRACT, kwargs.get("alpha", 1)
+        call.coefficients = [1 if position in (0, "input", "self") else (-alpha if subtract else alpha)
+                             for position in call.positions]
+        call.rule = rule_for(composite, name, Add) or rules.Epsilon()
+        call.z = output
+    elif operation is Product and n == 2 or operation is MatMul and n == 2:
+        if target in DIVIDE:  # a / b: the denominator is held constant, a gate
+            gate = 1
+        default = Gated(signal=1 - call.positions.index(gate)) if gate in call.positions[:2] else Uniform()
+        call.rule = rule_for(composite, name, operation, like=operation) or default
+        if not isinstance(call.rule, (Gated, Uniform)):
+            raise CompositeError(f"the operation '{name}' multiplies two activations; it takes Gated or Uniform")
+        call.op, call.z = TensorsOp(function), output
+    elif operation is Product:  # a product with (division by) a constant: a linear map, as BatchNorm's scale
+        if target in DIVIDE and call.positions[0] not in (0, "input", "self"):
+            return None  # 1 / x is not linear: no rule
+        call.op = ops.FunctionOp(function)
+        call.rule, call.z = rule_for(composite, name, Scale, like=Scale) or rules.Epsilon(), output
+    elif operation is MatMul:  # one factor is a constant: a linear layer without bias
+        (position,) = call.positions
+        weight = _argument(args, kwargs, 1 - position if isinstance(position, int) else 0, "other")
+        call.op = MatMulOp(weight.detach(), left=position in (1, "other"))
+        call.rule, call.z = rule_for(composite, name, MatMul) or rules.Epsilon(), output
+    elif operation is Softmax:
+        rule_for(composite, name, Softmax)
+        if not call.final and target in (F.log_softmax, torch.log_softmax, "log_softmax"):
+            return None  # log_softmax inside a model: no rule
+        call.op, call.rule, call.z = ops.FunctionOp(function), rules.Zero(), output
+    elif operation is Activation:
+        call.rule = rule_for(composite, name, Activation) or rules.Pass()
+        call.op = ops.FunctionOp(function)
+        call.z = output if isinstance(call.rule, rules.Epsilon) else None
+    elif issubclass(operation, Mean):
+        call.op = ops.FunctionOp(function)
+        call.rule = rule_for(composite, name, operation) or composite.pool_rule()
+        call.z = output if isinstance(call.rule, rules.Epsilon) else None
+    elif operation is MaxPool:
+        named = rule_for(composite, name, MaxPool, like=MaxPool)
+        if named is None and composite.maxpool == "average":
+            # the denominator is the average's output, computed by the rule
+            call.op, call.rule = ops.FunctionOp(_average_of_max_pool(target, args[1:], kwargs)), composite.pool_rule()
+        else:
+            call.op, call.rule = ops.FunctionOp(function), named or rules.Gradient()
+            call.z = output if isinstance(call.rule, rules.Epsilon) else None
+    elif issubclass(operation, FunctionalLinear):
+        if call.positions != [0] and call.positions != ["input"]:
+            return None  # a weight computed from the data: no rule
+        weight, bias = _argument(args, kwargs, 1, "weight"), _argument(args, kwargs, 2, "bias")
+        weight, bias = weight.detach(), None if bias is None else bias.detach()
+        if operation is FunctionalConv:
+            dims = weight.dim() - 2
+            settings = [_argument(args, kwargs, i, key, default)
+                        for i, key, default in ((3, "stride", 1), (4, "padding", 0), (5, "dilation", 1), (6, "groups", 1))]
+            call.op = FunctionalConvOp(dims, weight, bias, *settings)
+            like = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
+        else:
+            call.op, like = ops.LinearOp(weight, bias), nn.Linear
+        call.rule = rule_for(composite, name, operation, like=like, first=not first_done) or rules.Epsilon()
+        call.z = output
+        return True
+    else:
+        return None
+    return False
+
+
+#: what :func:`apply` returns for an operation without a rule (the caller names it in its error)
+NO_RULE = object()
+
+
+def apply(session, name: str, operation, call, target, slots: list, positions: list, args, kwargs,
+          gate=None, final: bool = False):
+    """Run one operation of the forward pass on its activations ``slots`` and attach its rule.
+
+    ``call(*tensors)`` computes the operation (constants bound); ``args``/``kwargs`` are its
+    arguments with the activations in place, ``positions`` where each activation sits. Returns the
+    output, on the autograd graph through ``propagation._Propagate`` (relevance then moves by the
+    rule), or :data:`NO_RULE`.
+    """
+    with session._hook():  # the functional-call watch lets these calls through
+        if operation is not None and issubclass(operation, Shape):
+            return call(*slots)
+        if operation is Split:  # several outputs: they follow the data as gradients do
+            return call(*slots)
+        with torch.no_grad():
+            output = call(*(t.detach() for t in slots))
+        if operation is None or not isinstance(output, torch.Tensor):
+            return output if not _carries_data(output) else NO_RULE  # argmax, comparisons: no relevance there
+        record = OperationCall(session, name, operation, len(session.calls), call, positions)
+        record.output = output
+        record.final = final and operation is Softmax
+        used_first = configure(record, session.composite, session.first_done, target, args, kwargs, gate=gate)
+        if used_first is None:
+            return NO_RULE
+        session.first_done = session.first_done or used_first
+        session.calls.append(record)
+        return _Propagate.apply(record, *slots)
+
+
+def _carries_data(value) -> bool:
+    found = []
+    map_aggregate(value, lambda v: found.append(v) if isinstance(v, torch.Tensor) and v.is_floating_point() else None)
+    return bool(found)
