@@ -13,7 +13,7 @@ from lrp_widgets.data import two_squares
 from lrp_widgets.esn import leak_only_profile, measure_decay_rate
 from lrp_widgets.models import CNN
 from lrp_widgets.widgets import L1Explorer, RuleExplorer
-from lrp_widgets.widgets.cache import BoundedCache
+from lrp_widgets.engine.cache import BoundedCache
 from lrp_widgets.widgets.common import as_data
 from lrp_widgets.widgets.panels import HeatmapPanel, MISSING_RGB, fingerprint
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import inspect
 import weakref
-from collections import OrderedDict
 
 import torch
 import torch.fx as fx
@@ -39,6 +38,7 @@ from torch import nn
 from torch.fx.node import map_aggregate, map_arg
 
 from . import eager, operation_calls, operations, types
+from .cache import BoundedCache
 from .errors import (
     FunctionalCallError, GraphTraceError, UnsupportedConfigurationError, UnsupportedModuleError, UnsupportedOperationError,
 )
@@ -242,7 +242,7 @@ def _unsupported(model: nn.Module, node: fx.Node, why: str) -> UnsupportedOperat
 
 
 # -- tracing, cached per model ---------------------------------------------------------------------
-_CACHE: OrderedDict = OrderedDict()  # id(model) -> [weak reference, signature, Traced or the trace error, needed]
+_CACHE = BoundedCache(CACHE_SIZE)  # id(model) -> [weak reference, signature, Traced or the trace error, needed]
 
 
 def _signature(model: nn.Module) -> tuple:
@@ -259,13 +259,10 @@ def trace(model: nn.Module) -> Traced:
         ``torch.fx`` cannot trace the model (e.g. control flow that depends on the data).
     """
     key, signature = id(model), _signature(model)
-    entry = _CACHE.get(key)
+    entry = _CACHE.lookup(key)
     if entry is None or entry[0]() is not model or entry[1] != signature:
         entry = [weakref.ref(model), signature, _trace(model), False]
-        _CACHE[key] = entry
-        while len(_CACHE) > CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    _CACHE.move_to_end(key)
+        _CACHE.put(key, entry)
     if isinstance(entry[2], GraphTraceError):
         raise entry[2]
     return entry[2]
@@ -300,7 +297,7 @@ def forward(model: nn.Module, session, x, graph: bool | None = None):
     if graph is False:
         return model(x)
     if graph is None:
-        entry = _CACHE.get(id(model))
+        entry = _CACHE.lookup(id(model))
         known = entry is not None and entry[0]() is model and entry[3] and entry[1] == _signature(model)
         if not known:
             try:
@@ -322,7 +319,7 @@ def _as_written(session, model: nn.Module, x, needed: bool = False):
     finally:
         session.leaf_depth -= 1
     if needed:  # later calls go here at once, without a hook-path attempt
-        _CACHE[id(model)][3] = True
+        _CACHE.lookup(id(model))[3] = True
     return eager.run(session, model, x) if traced is None else traced.run(session, model, x)
 
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..engine import composites as _composites
 from ..engine import types
+from ..engine.cache import BoundedCache
 from ..engine.checks import check_input
 from ..engine.errors import InputError, UnsupportedModuleError
 from ..engine.explain import Explanation, explain
@@ -179,7 +180,7 @@ class PathFinder:
         self.relevance = OrderedDict((layer, _neuron_scores(r[0])) for layer, r in self.relevance_maps.items())
         self._search_cache: dict = {}
         self._selections = None
-        self._heatmaps: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+        self._heatmaps = BoundedCache(self.cache_size)
         self._full_heatmap = None
 
     # -- the expensive part, once ------------------------------------------------------------
@@ -377,17 +378,14 @@ class PathFinder:
                 raise ValueError("give k or paths")
             key = (int(k), score, through)
             if key in self._heatmaps:
-                self._heatmaps.move_to_end(key)
-                return self._heatmaps[key]
+                return self._heatmaps.lookup(key)
             paths = self.paths(k, score, through)
         else:
             key = None
         neurons = _neurons_of(paths, self.layers)
         relevance = explain(self.model, self.x, target=self.target, composite=self.composite, masks=self.masks(neurons)).relevance
         if key is not None:
-            self._heatmaps[key] = relevance
-            while len(self._heatmaps) > self.cache_size:
-                self._heatmaps.popitem(last=False)
+            self._heatmaps.put(key, relevance)
         return relevance
 
     def fidelity(self, ks: Iterable[int], score: str = "product", through: str = "all") -> "Fidelity":

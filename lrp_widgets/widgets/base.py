@@ -3,7 +3,7 @@
 An explorer is controls + a typed state + panels:
 
 * ``compute(values) -> State``: a dataclass of the arrays to show for the control values. States
-  are kept in a :class:`~lrp_widgets.widgets.cache.BoundedCache`, so a slider moved back to a
+  are kept in a :class:`~lrp_widgets.engine.cache.BoundedCache`, so a slider moved back to a
   value it had costs a look-up; slow parts are cached by the explorer on the controls they
   depend on (``self.cache(...)``).
 * panels (:mod:`~lrp_widgets.widgets.panels`) each declare the state fields they show; after a
@@ -32,7 +32,7 @@ import ipywidgets as widgets
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .cache import BoundedCache
+from ..engine.cache import BoundedCache
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from ..plotting import RELEVANCE_CMAP, image_for_display, symmetric_limit, to_numpy
-from .cache import BoundedCache
+from ..engine.cache import BoundedCache
 
 #: on-screen size (pixels) a heatmap or image is scaled up to, by whole pixels (nearest)
 PICTURE_SIZE = 168

@@ -1,4 +1,5 @@
-"""The one bounded cache of the explorers: computed states, their expensive parts, rendered panels."""
+"""The package's one bounded cache: the engine's traced graphs, the explorers' states, their expensive
+parts and rendered panels. It lives in the engine (the lowest layer) so that every layer can use it."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -32,6 +33,20 @@ class BoundedCache:
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
         return value
+
+    def lookup(self, key: Hashable, default=None):
+        """The value kept for ``key`` (now the most recently used), or ``default``."""
+        if key not in self._entries:
+            return default
+        self._entries.move_to_end(key)
+        return self._entries[key]
+
+    def put(self, key: Hashable, value) -> None:
+        """Keep ``value`` for ``key`` (the oldest entry is dropped when full)."""
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
 
     def __contains__(self, key) -> bool:
         return key in self._entries
