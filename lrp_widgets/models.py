@@ -98,6 +98,14 @@ class CNN(nn.Sequential):
         self.n_classes = n_classes
 
 
+def _vgg_block(c_in: int, c_mid: int, c_out: int, inplace: bool) -> list:
+    """conv 3x3 - ReLU - dropout - conv 3x3 - ReLU - max pool 2x2: one block of the slides' MiniVGG."""
+    return [
+        nn.Conv2d(c_in, c_mid, kernel_size=3, padding=1), nn.ReLU(inplace=inplace), nn.Dropout(p=0.35),
+        nn.Conv2d(c_mid, c_out, kernel_size=3, padding=1), nn.ReLU(inplace=inplace), nn.MaxPool2d(kernel_size=2, stride=2),
+    ]
+
+
 class MiniVGG(nn.Sequential):
     """The slides' MiniVGG for 32x32 colour images, with a width option.
 
@@ -140,20 +148,8 @@ class MiniVGG(nn.Sequential):
             raise ValueError(f"MiniVGG has 4 convolutions; got channels={tuple(channels)}")
         hidden = hidden if hidden is not None else max(1, int(round(256 * width)))
         c1, c2, c3, c4 = channels
-        features = nn.Sequential(
-            nn.Conv2d(in_channels, c1, kernel_size=3, padding=1),
-            nn.ReLU(inplace=inplace),
-            nn.Dropout(p=0.35),
-            nn.Conv2d(c1, c2, kernel_size=3, padding=1),
-            nn.ReLU(inplace=inplace),
-            nn.MaxPool2d(kernel_size=2, stride=2),
-            nn.Conv2d(c2, c3, kernel_size=3, padding=1),
-            nn.ReLU(inplace=inplace),
-            nn.Dropout(p=0.35),
-            nn.Conv2d(c3, c4, kernel_size=3, padding=1),
-            nn.ReLU(inplace=inplace),
-            nn.MaxPool2d(kernel_size=2, stride=2),
-        )
+        # two blocks conv-relu-dropout-conv-relu-maxpool, flat in one Sequential (features.0 ... features.11)
+        features = nn.Sequential(*_vgg_block(in_channels, c1, c2, inplace), *_vgg_block(c2, c3, c4, inplace))
         side = input_size // 4
         classifier = nn.Sequential(
             nn.Flatten(),
