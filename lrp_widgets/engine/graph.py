@@ -225,10 +225,15 @@ def _source_line(model: nn.Module, name: str) -> str:
     except Exception:  # the error message is still clear without the line
         return ""
     lines = [line.strip() for line in (node.stack_trace or "").strip().splitlines()]
-    frames = [(lines[i], lines[i + 1]) for i in range(len(lines) - 1) if lines[i].startswith("File ")]
+    # (frame, its code line); the code is missing where the source is not on disk (e.g. stdin)
+    frames = [(line, lines[i + 1] if i + 1 < len(lines) and not lines[i + 1].startswith("File ") else "")
+              for i, line in enumerate(lines) if line.startswith("File ")]
     # the model's own line: the innermost frame outside torch and this engine
     frames = [f for f in frames if "/torch/" not in f[0] and "/lrp_widgets/engine/" not in f[0]]
-    return f" ({frames[-1][0]}: `{frames[-1][1]}`)" if frames else ""
+    if not frames:
+        return ""
+    frame, code = frames[-1]
+    return f" ({frame}: `{code}`)" if code else f" ({frame})"
 
 
 def _unsupported(model: nn.Module, node: fx.Node, why: str) -> UnsupportedOperationError:

@@ -62,26 +62,52 @@ result
 # The picture above is the explanation's own display: any `Explanation` that ends a cell shows its
 # heatmaps, and the text version names the target, the explained output and the conservation.
 #
-# ## 2. When something is off, the error says what to do
+# ## 2. Models as you wrote them, and errors that say what to do
 #
-# An addition written as `x + y` in `forward` is invisible to hooks, and a softmax inside the
-# model has no LRP rule. Both are refused with a message that names the place and the fix, and
-# the model is left as it was.
+# An addition written as `h + self.block(h)` in `forward` is arithmetic outside modules, which
+# hooks cannot see. `explain` then traces the model once (`torch.fx`) and gives the addition the
+# same rule as `lrp_widgets.Sum` (split in proportion to the terms), so the plain version gives the
+# same relevance as the one written with `Sum`, and the model is left as it was.
 
 # %%
+import torch
+
+
 class PlainResidual(ResidualNet):
     def forward(self, x):
         h = self.stem(x)
         return self.head(self.pool(h + self.block(h)))
 
 
-for bad in (PlainResidual(), nn.Sequential(model, nn.Softmax(dim=1))):
+plain = PlainResidual()
+plain.load_state_dict(model.state_dict())  # the same weights, written without Sum
+as_written = explain(plain, test.x[:4])
+difference = (as_written.relevance - result.relevance).abs().max().item()
+print(f"largest difference to the Sum version: {difference:.2g}")
+print("stages:", as_written.conservation().names)
+assert difference < 1e-5
+
+# %% [markdown]
+# What cannot be explained is refused with a message that names the place and the fix:
+# `graph=False` keeps to the module hooks (and names the functional call), and an operation with
+# no LRP rule, such as `torch.exp` on the data, is named with the line that calls it.
+
+# %%
+class Exponential(ResidualNet):
+    def forward(self, x):
+        return self.head(self.pool(torch.exp(self.stem(x))))
+
+
+messages = []
+for bad, options in ((plain, {"graph": False}), (Exponential(), {})):
     try:
-        explain(bad, test.x[:2])
+        explain(bad, test.x[:2], **options)
     except lrp_widgets.LRPError as error:
         print(type(error).__name__, ":", error, "\n")
-        caught = True
-assert caught
+        messages.append(str(error))
+assert len(messages) == 2
+assert "`add`" in messages[0] and "lrp_widgets.Sum" in messages[0]  # the call and the fix
+assert "torch.exp" in messages[1] and "forward" in messages[1]  # the operation and where it is called
 
 # %% [markdown]
 # ## 3. Every explorer on your model and data

@@ -73,23 +73,28 @@ def lab_server(tmp_path_factory, chromium_path, playwright_module):
 
 
 @pytest.fixture(scope="package")
-def browser_context(tmp_path_factory, chromium_path, playwright_module, lab_server):
+def playwright(playwright_module):
+    """One Playwright for every browser test: a second sync_playwright() while one runs is refused
+    ("Sync API inside the asyncio loop")."""
+    instance = playwright_module.sync_playwright().start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="package")
+def browser_context(tmp_path_factory, chromium_path, playwright, lab_server):
     from .lab import CHROMIUM_ARGS
 
-    playwright = playwright_module.sync_playwright().start()
-    try:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),  # a fresh, empty profile
-            executable_path=chromium_path,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000},
-        )
-        context.set_default_timeout(30_000)
-        yield context
-        context.close()
-    finally:
-        playwright.stop()
+    context = playwright.chromium.launch_persistent_context(
+        str(tmp_path_factory.mktemp("chromium-profile")),  # a fresh, empty profile
+        executable_path=chromium_path,
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport={"width": 1400, "height": 1000},
+    )
+    context.set_default_timeout(30_000)
+    yield context
+    context.close()
 
 
 @pytest.fixture

@@ -79,14 +79,10 @@ def exported(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser(chromium_path, playwright_module):
-    playwright = playwright_module.sync_playwright().start()
-    try:
-        browser = playwright.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-    finally:
-        playwright.stop()
+def browser(chromium_path, playwright):
+    browser = playwright.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
 
 
 def shown(page, data) -> list:
