@@ -123,11 +123,8 @@ class RemovalExplorer(Explorer):
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != len(self.x):
             shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
             raise ValueError(f"RemovalExplorer: the model must return class scores of shape (batch, classes), got {shape}")
-        probabilities = logits.softmax(1)
-        self.original_prediction = probabilities.argmax(1)
-        self.original_confidence = probabilities.max(1).values
-        if composite is None:  # chosen by the model, as explain does
-            composite = composites.default_for(model).name
+        self.original_confidence, self.original_prediction = logits.softmax(1).max(1)
+        composite = composites.default_for(model).name if composite is None else composite  # as explain chooses
         with torch_threads(threads):  # the predicted class's relevance ranks the pixels; once
             self.relevance = explain(model, self.x, composite=composite).relevance.detach()
         self.composite = composite if isinstance(composite, str) else getattr(composite, "name", type(composite).__name__)
