@@ -110,3 +110,55 @@ class TokenTransformer(nn.Module):
         keep = (~padding).unsqueeze(-1).to(h.dtype)
         pooled = (self.norm(h) * keep).sum(1) / keep.sum(1)
         return self.head(pooled)
+
+
+# -- what the attention does (for the explorer and notebook 11) ------------------------------------
+def encoder_layers(model: nn.Module) -> list:
+    """``(name, layer)`` of every ``nn.TransformerEncoderLayer`` in ``model``, in module order."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.TransformerEncoderLayer)]
+
+
+@torch.no_grad()
+def attention_maps(model: nn.Module, x) -> torch.Tensor:
+    """The attention weights of every encoder layer and head for ``x``: (N, layers, heads, T, T).
+
+    Each layer's input is caught on the way (a pre-hook, removed afterwards) and its attention is
+    computed again with ``need_weights=True``; the model is not changed.
+    """
+    layers = encoder_layers(model)
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no nn.TransformerEncoderLayer: no attention maps to show")
+    seen: list = []
+    handles = [layer.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append((module, args[0] if args else kwargs["src"],
+                                                  kwargs.get("src_key_padding_mask"))), with_kwargs=True)
+        for _, layer in layers]
+    was_training = model.training
+    try:
+        model.eval()
+        model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    maps = []
+    for layer, h, mask in seen:
+        h = layer.norm1(h) if layer.norm_first else h
+        _, weights = layer.self_attn(h, h, h, key_padding_mask=mask, need_weights=True, average_attn_weights=False)
+        maps.append(weights)
+    return torch.stack(maps, 1)
+
+
+def attention_rollout(maps: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema 2020): ``prod_l (0.5 A_l + 0.5 I)`` with ``A_l`` the heads'
+    mean, rows renormalised; maps (N, layers, heads, T, T) -> (N, T, T), row i: how much token i
+    draws on each input token. ``keep`` (N, T) bool: tokens that count (padding excluded)."""
+    n, _, _, t, _ = maps.shape
+    eye = torch.eye(t, dtype=maps.dtype)
+    rollout = eye.expand(n, t, t)
+    for layer in range(maps.shape[1]):
+        a = 0.5 * maps[:, layer].mean(1) + 0.5 * eye
+        if keep is not None:
+            a = a * keep[:, None, :].to(a.dtype)
+        rollout = (a / a.sum(-1, keepdim=True)) @ rollout
+    return rollout
