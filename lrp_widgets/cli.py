@@ -31,6 +31,7 @@ GALLERY = {
     "LeakRateExplorer": {"leak_rate": 0.3},
     "RemovalExplorer": {"fraction": 0.3},
     "PathExplorer": {"k": 10},
+    "AttentionExplorer": {"rule": "CP-LRP", "head": 1},
 }
 
 

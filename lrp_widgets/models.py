@@ -11,6 +11,8 @@ from typing import Sequence
 
 from torch import nn
 
+from .transformers import TinyViT, TokenTransformer
+
 __all__ = ["MLP", "CNN", "MiniVGG", "ColumnRNN", "VGG16_FEATURES", "vgg16", "build", "ARCHITECTURES"]
 
 
@@ -264,7 +266,8 @@ class ColumnRNN(nn.Module):
         return self.fc(out[:, -1])
 
 
-ARCHITECTURES = {"MLP": MLP, "CNN": CNN, "MiniVGG": MiniVGG, "ColumnRNN": ColumnRNN}
+ARCHITECTURES = {"MLP": MLP, "CNN": CNN, "MiniVGG": MiniVGG, "ColumnRNN": ColumnRNN, "TinyViT": TinyViT,
+                 "TokenTransformer": TokenTransformer}
 
 
 def build(spec: dict) -> nn.Module:

@@ -244,7 +244,7 @@ def test_adaptive_max_pool_is_max_pool():
     assert not torch.allclose(found[0], found[1])  # winner-takes-all and average differ
 
 
-def test_multihead_attention_is_not_supported_yet():
+def test_multihead_attention_is_explained_through_the_graph():
     class Attention(nn.Module):
         def __init__(self):
             super().__init__()
@@ -254,8 +254,10 @@ def test_multihead_attention_is_not_supported_yet():
         def forward(self, x):
             return self.flat(self.attention(x, x, x)[0])
 
-    with pytest.raises(UnsupportedModuleError, match=r"'attention' is torch.nn.MultiheadAttention.*not support yet"):
-        lrp_widgets.explain(Attention(), torch.randn(2, 3, 4))
+    # issue 19: AttnLRP through the traced graph (tests/test_attention.py); the hook path alone names the graph
+    assert lrp_widgets.explain(Attention(), torch.randn(2, 3, 4)).relevance.shape == (2, 3, 4)
+    with pytest.raises(UnsupportedModuleError, match=r"'attention' \(torch.nn.MultiheadAttention\).*graph=True"):
+        lrp_widgets.explain(Attention(), torch.randn(2, 3, 4), graph=False)
 
 
 def test_a_rule_a_module_cannot_take_is_a_composite_error():

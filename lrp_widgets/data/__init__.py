@@ -10,6 +10,7 @@ from .digits import digits
 from .enso import enso_fields, enso_observed, preprocess_anomalies
 from .shapes import SHAPE_NAMES, shapes
 from .sst import SeaSurfaceTemperature, nino34_box, sst_anomalies
+from .tokens import TOKEN_NAMES, planted_tokens
 from .two_squares import two_squares
 
 LOADERS = {
@@ -18,6 +19,7 @@ LOADERS = {
     "shapes": shapes,
     "enso_fields": enso_fields,
     "enso_observed": enso_observed,
+    "planted_tokens": planted_tokens,
 }
 
 
@@ -37,6 +39,8 @@ __all__ = [
     "Dataset",
     "stratified_split",
     "two_squares",
+    "planted_tokens",
+    "TOKEN_NAMES",
     "digits",
     "shapes",
     "SHAPE_NAMES",

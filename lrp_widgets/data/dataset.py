@@ -87,8 +87,9 @@ class Dataset:
     part: str = "all"
 
     def __post_init__(self):
-        if self.x.ndim != 4:
-            raise ValueError(f"x must have shape (N, C, H, W), got {tuple(self.x.shape)}")
+        tokens = self.x.ndim == 2 and not self.x.is_floating_point()  # token ids (N, T), e.g. planted_tokens
+        if self.x.ndim != 4 and not tokens:
+            raise ValueError(f"x must have shape (N, C, H, W) (or (N, T) integer token ids), got {tuple(self.x.shape)}")
         if self.y.shape != (self.x.shape[0],):
             raise ValueError(f"y must have shape ({self.x.shape[0]},), got {tuple(self.y.shape)}")
         if not torch.isfinite(self.x).all():

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from . import rules, types
+from . import operations, rules, types
 
 __all__ = [
     "Composite",
@@ -40,6 +40,8 @@ __all__ = [
     "epsilon_plus_flat",
     "epsilon_gamma_box",
     "epsilon_alpha2_beta1",
+    "attnlrp",
+    "cp_lrp",
     "NAMES",
     "register_composite",
     "get",
@@ -210,6 +212,31 @@ def epsilon_alpha2_beta1(epsilon: float = 1e-6) -> Composite:
     )
 
 
+@register_composite("attnlrp")
+def attnlrp(epsilon: float = 1e-6) -> Composite:
+    """AttnLRP (Achtibat et al. 2024; REFERENCE.md §7): epsilon on linear maps, LayerNorm and residual sums;
+    the softmax linearised at its input, ``R_x = x (R_s - s sum R_s)``; both attention products
+    (``q @ k^T``, ``weights @ v``) by the uniform rule, half of each term to each factor; GELU and the
+    other element-wise nonlinearities pass relevance (identity). See :mod:`lrp_widgets.engine.attention`.
+    """
+    return Composite(
+        {LINEAR_TYPES + POOL_TYPES + types.NORM + types.EMBEDDING: rules.Epsilon(epsilon),
+         operations.AttentionScores: operations.Uniform(epsilon), operations.AttentionValues: operations.Uniform(epsilon)},
+        name="attnlrp",
+    )
+
+
+@register_composite("cp_lrp")
+def cp_lrp(epsilon: float = 1e-6) -> Composite:
+    """CP-LRP (Ali et al. 2022): as :func:`attnlrp`, but the attention weights are held constant:
+    ``weights @ v`` is a linear map of ``v`` (``Gated(signal=1)``: ``R_v = v weights^T R / stabilize(z)``),
+    so no relevance flows through the queries and keys.
+    """
+    return Composite(
+        {LINEAR_TYPES + POOL_TYPES + types.NORM + types.EMBEDDING: rules.Epsilon(epsilon),
+         operations.AttentionScores: operations.Uniform(epsilon), operations.AttentionValues: operations.Gated(1, epsilon)},
+        name="cp_lrp",
+    )
 
 
 def default_for(model: nn.Module) -> Composite:

@@ -37,7 +37,7 @@ import torch.fx as fx
 from torch import nn
 from torch.fx.node import map_aggregate, map_arg
 
-from . import eager, operation_calls, operations, types
+from . import attention, eager, operation_calls, operations, types
 from .cache import BoundedCache
 from .errors import (
     FunctionalCallError, GraphTraceError, UnsupportedConfigurationError, UnsupportedModuleError, UnsupportedOperationError,
@@ -61,12 +61,16 @@ class _Tracer(fx.Tracer):
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
         # modules with rules stay whole; so do torch's own (one without a rule keeps the hook path's clear
         # error); a user's module is traced through, so its operations get rules
+        if isinstance(module, types.ATTENTION):  # traced through its functional re-expression
+            return False
         return types.kind_of(module) is not None or isinstance(module, types.NOT_YET) or super().is_leaf_module(module, qualified_name)
 
     def call_module(self, module, forward, args, kwargs):
         # modules traced through run their forward without hooks: explain's own hooks are attached
         # while it traces, and a hook of a module without a rule would stop the trace
-        if not self.is_leaf_module(module, ""):
+        if isinstance(module, types.ATTENTION):
+            forward = attention.forward_of(module, self.path_of_module(module))
+        elif not self.is_leaf_module(module, ""):
             forward = module.forward
         return super().call_module(module, forward, args, kwargs)
 
@@ -279,6 +283,8 @@ def _trace(model: nn.Module, stack_traces: bool = False):
         parameters = list(inspect.signature(model.forward).parameters.values())[1:]
         concrete = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
         graph = tracer.trace(model, concrete_args=concrete or None)
+    except UnsupportedConfigurationError:  # an attention option we refuse (attention.py): not a trace failure
+        raise
     except Exception as error:  # fx raises many kinds (TraceError, TypeError, NotImplementedError, ...)
         return GraphTraceError(
             f"torch.fx cannot trace {type(model).__name__}: {type(error).__name__}: {error}. Typical causes: an "

@@ -59,7 +59,7 @@ def accepts(kind: type, rule, exact: bool = True) -> bool:
         return not isinstance(rule, rules.Pass) and not bilinear
     if kind is Product:
         return bilinear
-    if kind is MatMul:
+    if issubclass(kind, MatMul):  # AttentionScores/AttentionValues too
         return not carry
     if kind is Activation:
         return carry or (exact and not bilinear)
@@ -144,7 +144,7 @@ def configure(call: OperationCall, composite, first_done: bool, target, args, kw
                              for position in call.positions]
         call.rule = rule_for(composite, name, Add) or rules.Epsilon()
         call.z = output
-    elif operation is Product and n == 2 or operation is MatMul and n == 2:
+    elif operation is Product and n == 2 or issubclass(operation, MatMul) and n == 2:
         if target in DIVIDE:  # a / b: the denominator is held constant, a gate
             gate = 1
         default = Gated(signal=1 - call.positions.index(gate)) if gate in call.positions[:2] else Uniform()
@@ -157,7 +157,7 @@ def configure(call: OperationCall, composite, first_done: bool, target, args, kw
             return None  # 1 / x is not linear: no rule
         call.op = ops.FunctionOp(function)
         call.rule, call.z = rule_for(composite, name, Scale, like=Scale) or rules.Epsilon(), output
-    elif operation is MatMul:  # one factor is a constant: a linear layer without bias
+    elif issubclass(operation, MatMul):  # one factor is a constant: a linear layer without bias
         (position,) = call.positions
         weight = _argument(args, kwargs, 1 - position if isinstance(position, int) else 0, "other")
         call.op = MatMulOp(weight.detach(), left=position in (1, "other"))

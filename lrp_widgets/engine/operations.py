@@ -14,6 +14,8 @@ operation kind                  relevance
 :class:`Scale`                  product with (or division by) a constant: epsilon on the linear map
 :class:`Product`                ``a * b`` of two activations: :class:`Gated` (signal takes all) or :class:`Uniform`
 :class:`MatMul`                 ``a @ b`` of two activations: :class:`Uniform`; with a constant: a linear layer
+:class:`AttentionScores`        ``q @ k^T``, ``weights @ v`` of a re-expressed attention (``attention.py``):
+:class:`AttentionValues`        :class:`Uniform` (AttnLRP) or, for the values, ``Gated(signal=1)`` (CP-LRP)
 :class:`Softmax`                linearisation at the input, ``R_x = x (R - s sum R)``; as the model's output:
                                 like ``nn.Softmax`` last (the explanation starts from the logits)
 :class:`Activation`             ``F.relu``, ``torch.tanh``, ``F.gelu``, dropout: identity (relevance passes)
@@ -47,7 +49,7 @@ from . import ops, rules, types
 from .layers import Sum
 
 __all__ = [
-    "Operation", "Add", "Mean", "Move", "Split", "Scale", "Product", "MatMul", "Softmax", "Activation",
+    "Operation", "Add", "Mean", "Move", "Split", "Scale", "Product", "MatMul", "AttentionScores", "AttentionValues", "Softmax", "Activation",
     "FunctionalLinear", "FunctionalConv", "Pool", "MaxPool", "Shape", "Gated", "Uniform", "classify", "out_of_place",
 ]
 
@@ -117,6 +119,15 @@ class MatMul(Operation):
 
     like = nn.Linear
     takes = "Uniform (two activations) or a Linear layer's rule (a constant factor)"
+
+
+class AttentionScores(MatMul):
+    """``q @ k^T`` in an attention re-expressed by ``attention.py``: :class:`Uniform` (AttnLRP)."""
+
+
+class AttentionValues(MatMul):
+    """``weights @ v`` in an attention re-expressed by ``attention.py``: :class:`Uniform` (AttnLRP), or
+    ``Gated(signal=1)`` (CP-LRP: the attention weights held constant, relevance flows through ``v``)."""
 
 
 class Softmax(Operation):
@@ -256,6 +267,7 @@ def _table():
                "view", "reshape", "view_as", "reshape_as", "flatten", "unflatten", "permute", "transpose", "t",
                "swapaxes", "movedim", "squeeze", "unsqueeze", "contiguous", "narrow", "select", "expand",
                "expand_as", "repeat", "roll", "flip", "to", "float", "double", "type_as", "clone",
+               "masked_fill", torch.masked_fill,
                "__getitem__"],
         Split: [torch.split, torch.chunk, torch.unbind, torch.tensor_split, "split", "chunk", "unbind",
                 "tensor_split"],

@@ -75,7 +75,7 @@ def accepts(kind: str, rule, exact: bool = True) -> bool:
 
 
 def _is_leaf(module: nn.Module) -> bool:
-    return isinstance(module, types.SUPPORTED + types.NOT_YET) or len(module._modules) == 0
+    return isinstance(module, types.SUPPORTED + types.NOT_YET + types.ATTENTION) or len(module._modules) == 0
 
 
 class _Call:
@@ -257,6 +257,12 @@ class Session:
             self.stack_types.append(type(module).__name__)
             self.leaf_depth += 1
             kind = self.kinds.get(module) or self.kinds.setdefault(module, types.kind_of(module))
+            if kind is None and isinstance(module, types.ATTENTION):
+                raise UnsupportedModuleError(
+                    f"module '{self.stack[-1]}' (torch.nn.{type(module).__name__}) is explained through its operations "
+                    "(AttnLRP rules, lrp_widgets.engine.attention) in the traced graph: call explain with graph=None "
+                    "(the default) or graph=True, on a model torch.fx can trace"
+                )
             if kind is None and isinstance(module, types.NOT_YET):
                 raise UnsupportedConfigurationError(
                     f"module '{self.stack[-1]}' is torch.nn.{type(module).__name__}, which lrp_widgets does not "

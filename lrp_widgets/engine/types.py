@@ -38,7 +38,10 @@ EMBEDDING = (nn.Embedding,)
 SOFTMAX = (nn.Softmax, nn.LogSoftmax)
 SUM = (Sum,)
 #: torch's own modules that need rules of their own: a clear "not supported yet".
-NOT_YET = (nn.MultiheadAttention, nn.RNNBase)
+NOT_YET = (nn.RNNBase,)
+#: Attention modules explained through a functional re-expression of their forward in the traced
+#: graph, with the AttnLRP rules on its operations (``attention.py``); the hook path hands them over.
+ATTENTION = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder)
 #: Gated recurrent modules, explained through time by ``recurrent.py`` (one stage per call).
 RECURRENT = (nn.LSTM, nn.GRU)
 

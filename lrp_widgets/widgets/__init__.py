@@ -16,6 +16,7 @@ _EXPLORERS = {
     "LeakRateExplorer": "leak_rate",
     "RemovalExplorer": "removal",
     "PathExplorer": "path",
+    "AttentionExplorer": "attention",
 }
 
 __all__ = ["Explorer", *_EXPLORERS]

@@ -58,6 +58,7 @@ DEFAULTS = {
     "LeakRateExplorer": (3, 450),  # a fit per (leak rate, slices, direction): leak rate 16 values
     "RemovalExplorer": (2, 200),  # fraction 0, 20, ..., 100 %, every order and baseline
     "PathExplorer": (3, 120),  # every k, both layers
+    "AttentionExplorer": (3, 320),  # rule 4, layer 2, head 2, epsilon thinned: explanations are cached per (rule, epsilon)
 }
 
 __all__ = ["SAMPLES", "MAX_STATES", "DEFAULTS", "ExportReport", "control_values", "default_grid", "export_html", "export_explorers"]
