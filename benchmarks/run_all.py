@@ -33,6 +33,7 @@ BENCHMARKS = {
     "graph": ("Graph path (models as written) against the hook path", []),
     "esn": ("Echo state network", ["--timing"]),
     "rnn": ("LSTM/GRU", ["--threads", "1"]),
+    "attention": ("Attention (AttnLRP on the tiny ViT)", []),
     "removal": ("Removal curves", []),
     "paths": ("Paths", []),
     "widgets": ("Widgets (kernel side)", []),

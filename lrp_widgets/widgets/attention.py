@@ -28,7 +28,7 @@ class AttentionState(State):
     heatmap: np.ndarray  # (H, W) per pixel, or (1, T) per token
     head_sums: np.ndarray  # (heads,) relevance through each head of the layer (AttnLRP/CP-LRP; else AttnLRP's)
     attention: np.ndarray  # (T, T) the head's attention weights (row: query)
-    head_relevance: np.ndarray  # relevance through the head per token: (1, T), or the patch grid
+    head_relevance: np.ndarray  # relevance through the head, to the tokens it reads: (1, T), or the patch grid
     target: int
     probability: float
     kept: float  # input relevance / explained logit
@@ -81,11 +81,11 @@ class AttentionExplorer(Explorer):
                 words(int(t)) for t in input[0] if t != 0))
         else:
             self.input_panel = ImagePanel(["input"], title="input")
-        self.heatmap = HeatmapPanel(["heatmap"], title="relevance (rule)")
+        self.heatmap = HeatmapPanel(["heatmap"], title="relevance")
         self.bars = PlotPanel(["head_sums"], self._draw_heads, title="relevance through each head", figsize=(2.6, 2.3))
         self.map_panel = ImagePanel(["attention"], title="attention of the head", cmap="viridis", limits=(0, None))
         self.map_panel.limits = None
-        self.head_panel = HeatmapPanel(["head_relevance"], title="relevance via the head")
+        self.head_panel = HeatmapPanel(["head_relevance"], title="via the head, to the tokens it reads")
         readout = TextPanel(["target", "probability", "kept", "rule"], self._readout)
         self.connect(controls, [[self.input_panel, self.heatmap, self.bars], [self.map_panel, self.head_panel]], readout)
 
@@ -166,7 +166,10 @@ class AttentionExplorer(Explorer):
             heatmap=heatmap,
             head_sums=per_head[layer].sum(0).numpy(),
             attention=self.maps[index, layer, head].numpy(),
-            head_relevance=self._tokens_as_picture(per_head[layer, :, head].numpy()),
+            # relevance through the head at each query, passed on to the tokens it reads in proportion to
+            # its attention (CP-LRP's split of the value path): in the last layer only the class token
+            # queries, so per-query relevance alone would leave the patches blank
+            head_relevance=self._tokens_as_picture(per_head[layer, :, head].numpy() @ self.maps[index, layer, head].numpy()),
             target=target, probability=float(self.probabilities[index, target]), kept=kept,
         )
 
