@@ -21,7 +21,7 @@ from .. import data as datasets
 from .. import models
 from ..esn import ESN, effective_radius, explain_esn, image_to_sequence, measure_decay_rate, readout_leak, suggest_leak_rate
 from ..train import accuracy, sparsity, train
-from .path_study import trained_minivgg
+from .path_study import _object_share, trained_minivgg
 from .rnn_study import rnn_comparison
 
 __all__ = ["Study", "STUDIES", "RESULTS_DIR", "run_study", "load_study", "paper_esn", "informative_share",
@@ -289,28 +289,27 @@ def explainability(seeds=(0, 1, 2, 3, 4), datasets_=("two_squares", "enso"), n_e
 def composite_shares(n_models=5, max_seed=9, min_accuracy=0.9, n_samples=200) -> dict:
     """Share of positive relevance on the object's mask for every named composite, on MiniVGGs
     trained on shapes with seeds 0, 1, ... (seed 0 is the zoo model; a seed that does not train,
-    test accuracy < ``min_accuracy``, is recorded and skipped), pooled over the first
-    ``n_samples`` test images of each seed's own data set."""
+    test accuracy < ``min_accuracy``, is recorded without shares and skipped), pooled over the
+    first ``n_samples`` test images of each seed's own data set. One row per seed tried."""
     from ..engine import composites
     from ..engine.explain import explain
 
-    results: dict = {}
+    rows: list = []
     for seed in range(max_seed + 1):
-        if sum(1 for entry in results.values() if "shares" in entry) >= n_models:
+        if sum(1 for row in rows if "shares" in row) >= n_models:
             break
         model, data = trained_minivgg(seed)
-        entry: dict = {"test_accuracy": accuracy(model, data.test.x, data.test.y)}
-        results[str(seed)] = entry
-        if entry["test_accuracy"] < min_accuracy:
+        row: dict = {"seed": seed, "test_accuracy": accuracy(model, data.test.x, data.test.y)}
+        rows.append(row)
+        if row["test_accuracy"] < min_accuracy:
             continue
         x = data.test.x[:n_samples]
         masks = np.asarray(data.test.masks[:n_samples], dtype=bool)
-        entry["area"] = float(masks.mean())
-        entry["shares"] = {}
+        row["area"] = float(masks.mean())
+        row["shares"] = {}
         for name in composites.NAMES:
-            positive = np.clip(explain(model, x, composite=name).relevance.sum(1).numpy(), 0, None)
-            entry["shares"][name] = float((positive * masks).sum() / positive.sum())
-    return results
+            row["shares"][name] = _object_share(explain(model, x, composite=name).relevance.sum(1).numpy(), masks)
+    return {"rows": rows}
 
 
 STUDIES: dict[str, Study] = {

@@ -78,8 +78,8 @@ for name in composites.NAMES:
 
 # %%
 study = load_study("composites_minivgg")
-per_seed = {seed: entry for seed, entry in study["results"].items() if "shares" in entry}
-skipped = {seed: round(entry["test_accuracy"], 3) for seed, entry in study["results"].items() if "shares" not in entry}
+per_seed = {str(row["seed"]): row for row in study["results"]["rows"] if "shares" in row}
+skipped = {str(row["seed"]): round(row["test_accuracy"], 3) for row in study["results"]["rows"] if "shares" not in row}
 print(f"trained MiniVGGs: seeds {', '.join(per_seed)} (test accuracy "
       f"{mean_sd([entry['test_accuracy'] for entry in per_seed.values()])}); skipped (did not train): {skipped or 'none'}")
 for name in composites.NAMES:
