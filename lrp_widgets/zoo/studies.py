@@ -21,6 +21,7 @@ from .. import data as datasets
 from .. import models
 from ..esn import ESN, effective_radius, explain_esn, image_to_sequence, measure_decay_rate, readout_leak, suggest_leak_rate
 from ..train import accuracy, sparsity, train
+from .path_study import _object_share, trained_minivgg
 from .rnn_study import rnn_comparison
 
 __all__ = ["Study", "STUDIES", "RESULTS_DIR", "run_study", "load_study", "paper_esn", "informative_share",
@@ -285,6 +286,32 @@ def explainability(seeds=(0, 1, 2, 3, 4), datasets_=("two_squares", "enso"), n_e
 
 
 # --------------------------------------------------------------------------------------------
+def composite_shares(n_models=5, max_seed=9, min_accuracy=0.9, n_samples=200) -> dict:
+    """Share of positive relevance on the object's mask for every named composite, on MiniVGGs
+    trained on shapes with seeds 0, 1, ... (seed 0 is the zoo model; a seed that does not train,
+    test accuracy < ``min_accuracy``, is recorded without shares and skipped), pooled over the
+    first ``n_samples`` test images of each seed's own data set. One row per seed tried."""
+    from ..engine import composites
+    from ..engine.explain import explain
+
+    rows: list = []
+    for seed in range(max_seed + 1):
+        if sum(1 for row in rows if "shares" in row) >= n_models:
+            break
+        model, data = trained_minivgg(seed)
+        row: dict = {"seed": seed, "test_accuracy": accuracy(model, data.test.x, data.test.y)}
+        rows.append(row)
+        if row["test_accuracy"] < min_accuracy:
+            continue
+        x = data.test.x[:n_samples]
+        masks = np.asarray(data.test.masks[:n_samples], dtype=bool)
+        row["area"] = float(masks.mean())
+        row["shares"] = {}
+        for name in composites.NAMES:
+            row["shares"][name] = _object_share(explain(model, x, composite=name).relevance.sum(1).numpy(), masks)
+    return {"rows": rows}
+
+
 STUDIES: dict[str, Study] = {
     "esn_decay": Study(esn_decay, {}, "relevance decay and leaked share, epsilon vs z+, 32x32 two_squares, 5 seeds"),
     "esn_leak_paper": Study(leak_sweep, {"dataset": "two_squares", "size": 100},
@@ -298,6 +325,8 @@ STUDIES: dict[str, Study] = {
     "explainability": Study(explainability, {}, "ESN vs MLP / CNN: share of |R| on the informative region and removal AOPC"),
     "rnn_comparison": Study(rnn_comparison, {}, "ESN vs LSTM vs GRU on column sequences: accuracy, parameters, training time, "
                             "informative share, removal AOPC, time decay; two squares both ways and ENSO, 5 seeds"),
+    "composites_minivgg": Study(composite_shares, {}, "share of positive relevance on the object per composite, "
+                                "5 MiniVGGs trained on shapes (notebook 02)"),
 }
 
 

@@ -9,7 +9,8 @@
 #   time-decay curve and the test accuracy change;
 # * what the **time-decay curve** looks like against the leak-only theory `(1 - a)^lag`, and why
 #   the measured decay is much slower than that theory;
-# * which LRP rule through time reproduces the paper's decay `exp(-a (T - t))`: epsilon (the
+# * which LRP rule through time reproduces the decay `exp(-a (T - t))` of the fact-or-artifact
+#   paper [1]: epsilon (the
 #   package's default) or z+ (the paper's "positive pre-activations and weights"), and how much
 #   relevance each leaves in biases and stabilizers;
 # * how accuracy depends on the leak rate at the paper's size (100x100 images, 300 units, 250
@@ -36,7 +37,7 @@ from lrp_widgets.widgets import LeakRateExplorer
 from lrp_widgets.zoo.studies import findings_table, load_study, mean_sd, paper_esn
 
 torch.manual_seed(0)
-torch.set_num_threads(1)  # small reservoirs: one thread is fastest on a shared 2-core machine
+torch.set_num_threads(1)  # small reservoirs: more threads only add overhead
 %matplotlib widget
 
 # %% [markdown]
@@ -321,6 +322,12 @@ display(Markdown(
 #   accuracy plateau on both sizes and on ENSO, several times larger than the leak-only rule.
 #
 # The table pools `d / a` over 5 seeds, 2 feeding directions and the leak rates named.
+#
+# ## References
+#
+# 1. M. Landt-Hayen, W. Rath, M. Claus, P. Kröger. *Fact or Artifact? Revise Layer-wise
+#    Relevance Propagation on various ANN Architectures.* arXiv:2302.12317, 2023.
+#    <https://arxiv.org/abs/2302.12317>
 
 # %%
 z_large = np.concatenate([decay_summary[d, "zplus", a]["decay_rate"] / a for d in ("left_to_right", "right_to_left") for a in large])

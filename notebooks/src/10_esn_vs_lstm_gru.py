@@ -4,28 +4,14 @@
 # **What you will learn**
 #
 # * how LRP through time works for gated recurrent cells (LSTM, GRU): the signal-take-all rule of
-#   Arras et al., where a gate passes all the relevance to the signal it multiplies;
+#   Arras et al. [1, 2], where a gate passes all the relevance to the signal it multiplies;
 # * how an echo state network (ESN), an LSTM and a GRU compare when they read the same images
 #   column by column (two squares, fed both ways, and ENSO sea surface fields): accuracy,
 #   trainable parameters, training time;
 # * and how they compare in explainability, measured three ways: the share of |relevance| on the
 #   informative region, removal curves (AOPC), and how relevance decays back through time;
 # * the answer, as measured here over five seeds, to the open question of the fact-or-artifact
-#   paper: *how do ESNs compare with LSTMs in accuracy and explainability?*
-#
-# Papers named here:
-#
-# * L. Arras, G. Montavon, K.-R. Müller, W. Samek (2017). *Explaining Recurrent Neural Network
-#   Predictions in Sentiment Analysis.* Proceedings of the 8th Workshop on Computational Approaches
-#   to Subjectivity, Sentiment and Social Media Analysis (WASSA), 159-168.
-#   [arXiv:1706.07206](https://arxiv.org/abs/1706.07206)
-# * L. Arras, J. Arjona-Medina, M. Widrich, G. Montavon, M. Gillhofer, K.-R. Müller, S. Hochreiter,
-#   W. Samek (2019). *Explaining and Interpreting LSTMs.* In: Explainable AI: Interpreting,
-#   Explaining and Visualizing Deep Learning, LNCS 11700, Springer, 211-238.
-#   [arXiv:1909.12114](https://arxiv.org/abs/1909.12114)
-# * *Fact or Artifact? Revise Layer-wise Relevance Propagation on various ANN Architectures*
-#   (2023). [arXiv:2302.12317](https://arxiv.org/abs/2302.12317) (the ESN study this package
-#   follows; notebooks 04 to 06).
+#   paper [3] (the ESN study this package follows; notebooks 04 to 06): *how do ESNs compare with LSTMs in accuracy and explainability?*
 #
 # The multi-seed training comes from the zoo's cached study `rnn_comparison`
 # (`python -m lrp_widgets.zoo study rnn_comparison` recomputes it in a few minutes); one point is
@@ -43,7 +29,7 @@ from lrp_widgets.zoo.rnn_study import compare_one
 from lrp_widgets.zoo.studies import findings_table, load_study, mean_sd, paper_esn
 
 torch.manual_seed(0)
-torch.set_num_threads(1)  # small recurrent models: one thread is fastest on a shared 2-core machine
+torch.set_num_threads(1)  # small recurrent models: more threads only add overhead
 %matplotlib inline
 
 # %% [markdown]
@@ -72,8 +58,8 @@ x = squares.test.x[:64]
 maps = {}
 reservoir = paper_esn(32, 0.1, seed=0)
 leak_rate = suggest_leak_rate(32, rho_eff=effective_radius(reservoir, image_to_sequence(squares.train.x[:100])))
-esn = reservoir.with_leak_rate(leak_rate).fit(image_to_sequence(squares.train.x), squares.train.y)
-maps["ESN"] = sequence_to_image(explain_esn(esn, image_to_sequence(x)).relevance)[:, 0]
+esn_model = reservoir.with_leak_rate(leak_rate).fit(image_to_sequence(squares.train.x), squares.train.y)
+maps["ESN"] = sequence_to_image(explain_esn(esn_model, image_to_sequence(x)).relevance)[:, 0]
 for name in ("lstm", "gru"):
     result = explain(zoo.load(f"two_squares_{name}"), x, composite="epsilon")
     maps[name.upper()] = result.relevance[:, 0]
@@ -168,7 +154,7 @@ display(Markdown(
     f"while the gated runs below 0.9 were {failed if failed else 'none'} (case, model, accuracy). The ESN has {parameters[CASES[0], 'ESN']:.0f} trainable "
     f"parameters against {parameters[CASES[0], 'LSTM']:.0f} (LSTM) and {parameters[CASES[0], 'GRU']:.0f} (GRU) on two squares, "
     f"and trains {min(speedup):.0f} to {max(speedup):.0f} times faster than the faster gated model (one thread; the "
-    f"timings are wall times on a shared machine, so their spread is large). ENSO's synthetic fields are easy for "
+    f"timings are wall times, so their spread is large). ENSO's synthetic fields are easy for "
     f"all three: accuracy does not separate the models there."))
 
 # %% [markdown]
@@ -310,6 +296,20 @@ display(Markdown(
 #   ESN's.
 #
 # Findings, measured over the study's seeds:
+#
+# ## References
+#
+# 1. L. Arras, G. Montavon, K.-R. Müller, W. Samek. *Explaining Recurrent Neural Network
+#    Predictions in Sentiment Analysis.* Proceedings of the 8th Workshop on Computational
+#    Approaches to Subjectivity, Sentiment and Social Media Analysis (WASSA), 2017, 159–168.
+#    arXiv:1706.07206. <https://arxiv.org/abs/1706.07206>
+# 2. L. Arras, J. Arjona-Medina, M. Widrich, G. Montavon, M. Gillhofer, K.-R. Müller,
+#    S. Hochreiter, W. Samek. *Explaining and Interpreting LSTMs.* In: Explainable AI:
+#    Interpreting, Explaining and Visualizing Deep Learning, LNCS 11700, Springer, 2019, 211–238.
+#    arXiv:1909.12114. <https://arxiv.org/abs/1909.12114>
+# 3. M. Landt-Hayen, W. Rath, M. Claus, P. Kröger. *Fact or Artifact? Revise Layer-wise
+#    Relevance Propagation on various ANN Architectures.* arXiv:2302.12317, 2023.
+#    <https://arxiv.org/abs/2302.12317>
 
 # %%
 findings = [
