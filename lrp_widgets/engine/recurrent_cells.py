@@ -35,12 +35,13 @@ def _affine(x, weight, bias=None):
 def _factors(z, epsilon):
     """``(1 / stab(z), share kept by the stabilizer)`` per unit, ``stab(z) = z + eps sign(z)``, sign(0) = +1.
 
-    With eps = 0 a zero ``z`` passes nothing (0/0 := 0) and keeps all its relevance.
+    With eps = 0 a zero ``z`` passes nothing (0/0 := 0) and keeps all its relevance. Both results
+    are new contiguous tensors (the callers update them in place).
     """
     if epsilon:
         term = torch.copysign(z.new_tensor(epsilon), z + 0.0)  # + 0.0: -0.0 counts as positive
-        inverse = 1.0 / (z + term)
-        return inverse, term * inverse
+        inverse = torch.add(z, term).reciprocal_()
+        return inverse, term.mul_(inverse)
     zero = z == 0
     inverse = torch.where(zero, torch.zeros_like(z), 1.0 / torch.where(zero, torch.ones_like(z), z))
     return inverse, zero.to(z.dtype)
@@ -63,24 +64,32 @@ def hidden_sequences(module, x, h0, c0, top):
 def lstm_trace(x, h, h0, c0, weights, epsilon):
     """What the LSTM rule needs for one layer: ``x`` its input, ``h`` its hidden sequence (T, N, H)."""
     weight_ih, weight_hh, bias_ih, bias_hh = weights
-    H = weight_hh.shape[1]
+    steps, batch, H = h.shape
     h_prev = torch.cat([h0[None], h[:-1]])
-    pre = _affine(x, weight_ih, None if bias_ih is None else bias_ih + bias_hh) + _affine(h_prev, weight_hh)
-    i, f, pre_g, o = pre.split(H, dim=2)
-    f = torch.sigmoid(f)
-    ig = torch.sigmoid(i) * torch.tanh(pre_g)
-    c = x.new_empty(x.shape[0] + 1, *h0.shape)
+    # only the gates i, f and g (rows 0:3H; the gate o takes no relevance), both products in one buffer
+    rows = 3 * H
+    flat = x.reshape(steps * batch, -1)
+    if bias_ih is None:
+        pre = flat @ weight_ih[:rows].T
+    else:
+        pre = torch.addmm(bias_ih[:rows] + bias_hh[:rows], flat, weight_ih[:rows].T)
+    pre = pre.addmm_(h_prev.reshape(steps * batch, H), weight_hh[:rows].T).view(steps, batch, rows)
+    gates = torch.sigmoid(pre[..., :2 * H])
+    i, f = gates[..., :H], gates[..., H:]
+    pre_g = pre[..., 2 * H:]
+    ig = torch.tanh(pre_g).mul_(i)
+    c = x.new_empty(steps + 1, batch, H)
     c[0] = c0
-    for t in range(x.shape[0]):  # torch returns c_T only
+    for t in range(steps):  # torch returns c_T only
         torch.addcmul(ig[t], f[t], c[t], out=c[t + 1])
     inv_c, keep_c = _factors(c[1:], epsilon)
     inv_g, keep_g = _factors(pre_g, epsilon)
-    to_g = ig * inv_c  # R_g = i g / stab(c) R_c (signal-take-all: the gate i gets none)
+    to_g = ig.mul_(inv_c)  # R_g = i g / stab(c) R_c (signal-take-all: the gate i gets none)
     return {
         "x": x, "h_prev": h_prev,
-        "to_cell": f * c[:-1] * inv_c,  # R_c(t-1) = f c_{t-1} / stab(c_t) R_c(t)
-        "to_pre_g": to_g * inv_g,  # s_g = R_g / stab(pre_g), per unit of R_c(t)
-        "keep": keep_c + to_g * keep_g,  # stabilizers' share, per unit of R_c(t)
+        "to_cell": torch.mul(f, c[:-1]).mul_(inv_c),  # R_c(t-1) = f c_{t-1} / stab(c_t) R_c(t)
+        "keep": torch.addcmul(keep_c, to_g, keep_g),  # stabilizers' share, per unit of R_c(t)
+        "to_pre_g": to_g.mul_(inv_g),  # s_g = R_g / stab(pre_g), per unit of R_c(t)
     }
 
 
@@ -113,22 +122,23 @@ def lstm_backward(trace, weights, R_seq, R_h_final, R_c_final):
     H = weight_hh.shape[1]
     W_ig, W_hg = weight_ih[2 * H:3 * H], weight_hh[2 * H:3 * H]
     h_prev, to_cell, to_pre_g = trace["h_prev"], trace["to_cell"], trace["to_pre_g"]
-    steps = R_seq.shape[0]
-    incoming = R_seq.new_empty(steps + 1, *R_seq.shape[1:])  # [t + 1]: what reaches h_t from step t + 1
-    incoming[steps] = R_h_final
-    cell, s_g = torch.empty_like(R_seq), torch.empty_like(R_seq)
-    R_cell = R_c_final
-    for t in range(steps - 1, -1, -1):
-        R_c = torch.add(R_seq[t], incoming[t + 1], out=cell[t]).add_(R_cell)  # the gate o takes none
-        R_cell = to_cell[t] * R_c
-        torch.mul(to_pre_g[t], R_c, out=s_g[t])
-        torch.mul(h_prev[t], s_g[t] @ W_hg, out=incoming[t])
-    hidden = R_seq + incoming[1:]
-    kept = (trace["keep"] * cell).sum(dim=(0, 2))
+    last = R_seq.shape[0] - 1
+    hidden, cell, s_g = torch.empty_like(R_seq), torch.empty_like(R_seq), torch.empty_like(R_seq)
+    back = R_seq.new_empty(R_seq.shape[1:])  # s_g W_hg of one step
+    torch.add(R_seq[last], R_h_final, out=hidden[last])
+    torch.add(hidden[last], R_c_final, out=cell[last])  # the gate o takes none
+    for t in range(last, 0, -1):  # four ops a step: all factors were computed in the trace
+        torch.mul(to_pre_g[t], cell[t], out=s_g[t])
+        torch.mm(s_g[t], W_hg, out=back)
+        torch.addcmul(R_seq[t - 1], h_prev[t], back, out=hidden[t - 1])
+        torch.addcmul(hidden[t - 1], to_cell[t], cell[t], out=cell[t - 1])
+    torch.mul(to_pre_g[0], cell[0], out=s_g[0])
+    first = (h_prev[0] * (s_g[0] @ W_hg), to_cell[0] * cell[0])
+    kept = trace["keep"].mul_(cell).sum(dim=(0, 2))  # the trace is used once
     if bias_ih is not None:
         kept = kept + s_g.sum(dim=0) @ (bias_ih[2 * H:3 * H] + bias_hh[2 * H:3 * H])
     R_x = trace["x"] * _affine(s_g, W_ig.T)
-    return R_x, hidden, cell, (incoming[0], R_cell), kept
+    return R_x, hidden, cell, first, kept
 
 
 def gru_backward(trace, weights, R_seq, R_h_final):
