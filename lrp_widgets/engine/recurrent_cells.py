@@ -125,13 +125,16 @@ def lstm_backward(trace, weights, R_seq, R_h_final, R_c_final):
     last = R_seq.shape[0] - 1
     hidden, cell, s_g = torch.empty_like(R_seq), torch.empty_like(R_seq), torch.empty_like(R_seq)
     back = R_seq.new_empty(R_seq.shape[1:])  # s_g W_hg of one step
-    torch.add(R_seq[last], R_h_final, out=hidden[last])
-    torch.add(hidden[last], R_c_final, out=cell[last])  # the gate o takes none
+    # per-step views made in one call each (indexing in the loop costs as much as the arithmetic)
+    R_steps, h_steps, to_cell_steps, to_pre_g_steps = R_seq.unbind(), h_prev.unbind(), to_cell.unbind(), to_pre_g.unbind()
+    hidden_steps, cell_steps, s_g_steps = hidden.unbind(), cell.unbind(), s_g.unbind()
+    torch.add(R_steps[last], R_h_final, out=hidden_steps[last])
+    torch.add(hidden_steps[last], R_c_final, out=cell_steps[last])  # the gate o takes none
     for t in range(last, 0, -1):  # four ops a step: all factors were computed in the trace
-        torch.mul(to_pre_g[t], cell[t], out=s_g[t])
-        torch.mm(s_g[t], W_hg, out=back)
-        torch.addcmul(R_seq[t - 1], h_prev[t], back, out=hidden[t - 1])
-        torch.addcmul(hidden[t - 1], to_cell[t], cell[t], out=cell[t - 1])
+        torch.mul(to_pre_g_steps[t], cell_steps[t], out=s_g_steps[t])
+        torch.mm(s_g_steps[t], W_hg, out=back)
+        torch.addcmul(R_steps[t - 1], h_steps[t], back, out=hidden_steps[t - 1])
+        torch.addcmul(hidden_steps[t - 1], to_cell_steps[t], cell_steps[t], out=cell_steps[t - 1])
     torch.mul(to_pre_g[0], cell[0], out=s_g[0])
     first = (h_prev[0] * (s_g[0] @ W_hg), to_cell[0] * cell[0])
     kept = trace["keep"].mul_(cell).sum(dim=(0, 2))  # the trace is used once
