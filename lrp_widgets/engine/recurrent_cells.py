@@ -39,7 +39,9 @@ def _factors(z, epsilon):
     are new contiguous tensors (the callers update them in place).
     """
     if epsilon:
-        term = torch.copysign(z.new_tensor(epsilon), z + 0.0)  # + 0.0: -0.0 counts as positive
+        # copysign takes -0.0 as negative, but a z of -0.0 is a sum of signed zeros only, so every
+        # share divided by it is a (signed) zero whichever sign eps takes there
+        term = torch.copysign(z.new_tensor(epsilon), z)
         inverse = torch.add(z, term).reciprocal_()
         return inverse, term.mul_(inverse)
     zero = z == 0
@@ -65,30 +67,37 @@ def lstm_trace(x, h, h0, c0, weights, epsilon):
     """What the LSTM rule needs for one layer: ``x`` its input, ``h`` its hidden sequence (T, N, H)."""
     weight_ih, weight_hh, bias_ih, bias_hh = weights
     steps, batch, H = h.shape
-    h_prev = torch.cat([h0[None], h[:-1]])
-    # only the gates i, f and g (rows 0:3H; the gate o takes no relevance), both products in one buffer
-    rows = 3 * H
-    flat = x.reshape(steps * batch, -1)
-    if bias_ih is None:
-        pre = flat @ weight_ih[:rows].T
-    else:
-        pre = torch.addmm(bias_ih[:rows] + bias_hh[:rows], flat, weight_ih[:rows].T)
-    pre = pre.addmm_(h_prev.reshape(steps * batch, H), weight_hh[:rows].T).view(steps, batch, rows)
-    gates = torch.sigmoid(pre[..., :2 * H])
-    i, f = gates[..., :H], gates[..., H:]
-    pre_g = pre[..., 2 * H:]
+    F = x.shape[2]
+    # [x_t, h_{t-1}, 1] @ [W_ih, W_hh, b]^T: one product per gate, each into its own contiguous block,
+    # for the gates i, f and g only (the gate o takes no relevance)
+    width = F + H + (bias_ih is not None)
+    joined = x.new_empty(steps, batch, width)
+    joined[..., :F] = x
+    joined[0, :, F:F + H] = h0
+    joined[1:, :, F:F + H] = h[:-1]
+    parts = [weight_ih[:3 * H], weight_hh[:3 * H]]
+    if bias_ih is not None:
+        joined[..., F + H] = 1
+        parts.append((bias_ih[:3 * H] + bias_hh[:3 * H])[:, None])
+    weight, flat = torch.cat(parts, dim=1), joined.view(-1, width)
+    pre = x.new_empty(3, steps, batch, H)
+    for gate in range(3):
+        torch.mm(flat, weight[gate * H:(gate + 1) * H].T, out=pre[gate].view(-1, H))
+    i, f = torch.sigmoid(pre[:2]).unbind()
+    pre_g = pre[2]
     ig = torch.tanh(pre_g).mul_(i)
     c = x.new_empty(steps + 1, batch, H)
     c[0] = c0
+    ig_steps, f_steps, c_steps = ig.unbind(), f.unbind(), c.unbind()
     for t in range(steps):  # torch returns c_T only
-        torch.addcmul(ig[t], f[t], c[t], out=c[t + 1])
+        torch.addcmul(ig_steps[t], f_steps[t], c_steps[t], out=c_steps[t + 1])
     inv_c, keep_c = _factors(c[1:], epsilon)
     inv_g, keep_g = _factors(pre_g, epsilon)
     to_g = ig.mul_(inv_c)  # R_g = i g / stab(c) R_c (signal-take-all: the gate i gets none)
     return {
-        "x": x, "h_prev": h_prev,
-        "to_cell": torch.mul(f, c[:-1]).mul_(inv_c),  # R_c(t-1) = f c_{t-1} / stab(c_t) R_c(t)
-        "keep": torch.addcmul(keep_c, to_g, keep_g),  # stabilizers' share, per unit of R_c(t)
+        "x": x, "h_prev": joined[..., F:F + H],
+        "to_cell": f.mul_(c[:-1]).mul_(inv_c),  # R_c(t-1) = f c_{t-1} / stab(c_t) R_c(t)
+        "keep": keep_c.addcmul_(to_g, keep_g),  # stabilizers' share, per unit of R_c(t)
         "to_pre_g": to_g.mul_(inv_g),  # s_g = R_g / stab(pre_g), per unit of R_c(t)
     }
 
