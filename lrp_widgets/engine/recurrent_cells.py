@@ -95,7 +95,7 @@ def lstm_trace(x, h, h0, c0, weights, epsilon):
     inv_g, keep_g = _factors(pre_g, epsilon)
     to_g = ig.mul_(inv_c)  # R_g = i g / stab(c) R_c (signal-take-all: the gate i gets none)
     return {
-        "x": x, "h_prev": joined[..., F:F + H],
+        "x": x, "h": h, "h0": h0,  # h_{t-1}: h[t - 1], and h0 at t = 0
         "to_cell": f.mul_(c[:-1]).mul_(inv_c),  # R_c(t-1) = f c_{t-1} / stab(c_t) R_c(t)
         "keep": keep_c.addcmul_(to_g, keep_g),  # stabilizers' share, per unit of R_c(t)
         "to_pre_g": to_g.mul_(inv_g),  # s_g = R_g / stab(pre_g), per unit of R_c(t)
@@ -130,26 +130,30 @@ def lstm_backward(trace, weights, R_seq, R_h_final, R_c_final):
     weight_ih, weight_hh, bias_ih, bias_hh = weights
     H = weight_hh.shape[1]
     W_ig, W_hg = weight_ih[2 * H:3 * H], weight_hh[2 * H:3 * H]
-    h_prev, to_cell, to_pre_g = trace["h_prev"], trace["to_cell"], trace["to_pre_g"]
+    to_cell, to_pre_g = trace["to_cell"], trace["to_pre_g"]
     last = R_seq.shape[0] - 1
     hidden, cell, s_g = torch.empty_like(R_seq), torch.empty_like(R_seq), torch.empty_like(R_seq)
     back = R_seq.new_empty(R_seq.shape[1:])  # s_g W_hg of one step
     # per-step views made in one call each (indexing in the loop costs as much as the arithmetic)
-    R_steps, h_steps, to_cell_steps, to_pre_g_steps = R_seq.unbind(), h_prev.unbind(), to_cell.unbind(), to_pre_g.unbind()
+    R_steps, h_steps, to_cell_steps, to_pre_g_steps = R_seq.unbind(), trace["h"].unbind(), to_cell.unbind(), to_pre_g.unbind()
     hidden_steps, cell_steps, s_g_steps = hidden.unbind(), cell.unbind(), s_g.unbind()
     torch.add(R_steps[last], R_h_final, out=hidden_steps[last])
     torch.add(hidden_steps[last], R_c_final, out=cell_steps[last])  # the gate o takes none
     for t in range(last, 0, -1):  # four ops a step: all factors were computed in the trace
         torch.mul(to_pre_g_steps[t], cell_steps[t], out=s_g_steps[t])
         torch.mm(s_g_steps[t], W_hg, out=back)
-        torch.addcmul(R_steps[t - 1], h_steps[t], back, out=hidden_steps[t - 1])
+        torch.addcmul(R_steps[t - 1], h_steps[t - 1], back, out=hidden_steps[t - 1])
         torch.addcmul(hidden_steps[t - 1], to_cell_steps[t], cell_steps[t], out=cell_steps[t - 1])
     torch.mul(to_pre_g[0], cell[0], out=s_g[0])
-    first = (h_prev[0] * (s_g[0] @ W_hg), to_cell[0] * cell[0])
+    first = (trace["h0"] * (s_g[0] @ W_hg), to_cell[0] * cell[0])
     kept = trace["keep"].mul_(cell).sum(dim=(0, 2))  # the trace is used once
-    if bias_ih is not None:
-        kept = kept + s_g.sum(dim=0) @ (bias_ih[2 * H:3 * H] + bias_hh[2 * H:3 * H])
-    R_x = trace["x"] * _affine(s_g, W_ig.T)
+    if bias_ih is None:
+        R_x = trace["x"] * _affine(s_g, W_ig.T)
+    else:  # s_g W_ig and s_g b_g in one product
+        bias = (bias_ih[2 * H:3 * H] + bias_hh[2 * H:3 * H])[:, None]
+        mapped = _affine(s_g, torch.cat([W_ig, bias], dim=1).T)
+        R_x = trace["x"] * mapped[..., :-1]
+        kept = kept + mapped[..., -1].sum(dim=0)
     return R_x, hidden, cell, first, kept
 
 
@@ -217,8 +221,10 @@ def relevance(module, layer_traces, R_out, R_states):
         kept = kept + leak
         for index, state in enumerate(first):
             initial[index].append(state)
-    order = slice(None, None, -1)  # collected top down; layers are numbered bottom up
-    hidden = torch.stack(hidden[order])
-    cell = torch.stack(cell[order]) if lstm else None
-    initial = tuple(torch.stack(states[order]) for states in initial if states)
+    def stack(tensors):  # collected top down; layers are numbered bottom up
+        return tensors[0][None] if len(tensors) == 1 else torch.stack(tensors[::-1])
+
+    hidden = stack(hidden)
+    cell = stack(cell) if lstm else None
+    initial = tuple(stack(states) for states in initial if states)
     return R_seq, hidden, cell, initial, kept
