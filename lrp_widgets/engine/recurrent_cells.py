@@ -132,7 +132,7 @@ def lstm_backward(trace, weights, R_seq, R_h_final, R_c_final):
     W_ig, W_hg = weight_ih[2 * H:3 * H], weight_hh[2 * H:3 * H]
     to_cell, to_pre_g = trace["to_cell"], trace["to_pre_g"]
     last = R_seq.shape[0] - 1
-    hidden, cell, s_g = torch.empty_like(R_seq), torch.empty_like(R_seq), torch.empty_like(R_seq)
+    hidden, cell, s_g = (R_seq.new_empty(R_seq.shape) for _ in range(3))  # time first, whatever R_seq's layout
     back = R_seq.new_empty(R_seq.shape[1:])  # s_g W_hg of one step
     # per-step views made in one call each (indexing in the loop costs as much as the arithmetic)
     R_steps, h_steps, to_cell_steps, to_pre_g_steps = R_seq.unbind(), trace["h"].unbind(), to_cell.unbind(), to_pre_g.unbind()
@@ -166,7 +166,7 @@ def gru_backward(trace, weights, R_seq, R_h_final):
     steps = R_seq.shape[0]
     incoming = R_seq.new_empty(steps + 1, *R_seq.shape[1:])
     incoming[steps] = R_h_final
-    hidden = torch.empty_like(R_seq)
+    hidden = R_seq.new_empty(R_seq.shape)
     for t in range(steps - 1, -1, -1):
         R_h = torch.add(R_seq[t], incoming[t + 1], out=hidden[t])
         torch.mul(h_prev[t], torch.addcmul((reset[t] * R_h) @ W_hn, direct[t], R_h), out=incoming[t])
