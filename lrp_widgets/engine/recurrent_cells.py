@@ -67,22 +67,14 @@ def lstm_trace(x, h, h0, c0, weights, epsilon):
     """What the LSTM rule needs for one layer: ``x`` its input, ``h`` its hidden sequence (T, N, H)."""
     weight_ih, weight_hh, bias_ih, bias_hh = weights
     steps, batch, H = h.shape
-    F = x.shape[2]
-    # [x_t, h_{t-1}, 1] @ [W_ih, W_hh, b]^T: one product per gate, each into its own contiguous block,
+    # [x_t, h_{t-1}, 1] @ [W_ih, W_hh, b]^T, one product per gate into its own contiguous block,
     # for the gates i, f and g only (the gate o takes no relevance)
-    width = F + H + (bias_ih is not None)
-    joined = x.new_empty(steps, batch, width)
-    joined[..., :F] = x
-    joined[0, :, F:F + H] = h0
-    joined[1:, :, F:F + H] = h[:-1]
+    joined = _joined(x, h, h0, bias_ih is not None)
     parts = [weight_ih[:3 * H], weight_hh[:3 * H]]
     if bias_ih is not None:
-        joined[..., F + H] = 1
         parts.append((bias_ih[:3 * H] + bias_hh[:3 * H])[:, None])
-    weight, flat = torch.cat(parts, dim=1), joined.view(-1, width)
     pre = x.new_empty(3, steps, batch, H)
-    for gate in range(3):
-        torch.mm(flat, weight[gate * H:(gate + 1) * H].T, out=pre[gate].view(-1, H))
+    _gates(joined.view(steps * batch, -1), torch.cat(parts, dim=1), pre)
     i, f = torch.sigmoid(pre[:2]).unbind()
     pre_g = pre[2]
     ig = torch.tanh(pre_g).mul_(i)
@@ -102,26 +94,61 @@ def lstm_trace(x, h, h0, c0, weights, epsilon):
     }
 
 
+def _joined(x, h, h0, bias):
+    """``[x_t, h_{t-1}, 1]`` (T, N, F + H + 1; no column of ones without biases): the gates' operand."""
+    steps, batch, F = x.shape
+    H = h.shape[2]
+    joined = x.new_empty(steps, batch, F + H + bias)
+    joined[..., :F] = x
+    joined[0, :, F:F + H] = h0
+    joined[1:, :, F:F + H] = h[:-1]
+    if bias:
+        joined[..., F + H] = 1
+    return joined
+
+
+def _gates(flat, weight, out):
+    """``flat @ weight^T`` by blocks of H rows, each into its own contiguous block of ``out`` (G, T, N, H)."""
+    H = out.shape[-1]
+    for gate in range(out.shape[0]):
+        torch.mm(flat, weight[gate * H:(gate + 1) * H].T, out=out[gate].view(-1, H))
+
+
 def gru_trace(x, h, h0, weights, epsilon):
     """What the GRU rule needs for one layer."""
     weight_ih, weight_hh, bias_ih, bias_hh = weights
-    H = weight_hh.shape[1]
-    h_prev = torch.cat([h0[None], h[:-1]])
-    gx, gh = _affine(x, weight_ih, bias_ih), _affine(h_prev, weight_hh, bias_hh)
-    r, z = torch.sigmoid(gx[..., :2 * H] + gh[..., :2 * H]).split(H, dim=2)
-    pre_n = torch.addcmul(gx[..., 2 * H:], r, gh[..., 2 * H:])
+    steps, batch, H = h.shape
+    F = x.shape[2]
+    bias = bias_ih is not None
+    joined = _joined(x, h, h0, bias)
+    flat, h_prev = joined.view(steps * batch, -1), joined[..., F:F + H]
+    # blocks: pre-activations of r and z, W_in x + b_in, W_hn h + b_hn
+    blocks = x.new_empty(4, steps, batch, H)
+    parts = [weight_ih[:2 * H], weight_hh[:2 * H]] + ([(bias_ih[:2 * H] + bias_hh[:2 * H])[:, None]] if bias else [])
+    _gates(flat, torch.cat(parts, dim=1), blocks[:2])
+    if bias:
+        torch.addmm(bias_ih[2 * H:], flat[:, :F], weight_ih[2 * H:].T, out=blocks[2].view(-1, H))
+        torch.mm(flat[:, F:], torch.cat([weight_hh[2 * H:], bias_hh[2 * H:, None]], dim=1).T, out=blocks[3].view(-1, H))
+    else:
+        torch.mm(flat[:, :F], weight_ih[2 * H:].T, out=blocks[2].view(-1, H))
+        torch.mm(flat[:, F:], weight_hh[2 * H:].T, out=blocks[3].view(-1, H))
+    r, z = torch.sigmoid(blocks[:2]).unbind()
+    pre_n = blocks[2].addcmul_(r, blocks[3])
     n = torch.tanh(pre_n)
     h_now = torch.lerp(n, h_prev, z)  # (1 - z) n + z h_{t-1}, the denominator of the first split
     inv_h, keep_h = _factors(h_now, epsilon)
     inv_n, keep_n = _factors(pre_n, epsilon)
-    to_n = (1 - z) * n * inv_h  # R_n per unit of R_h(t)
-    to_pre_n = to_n * inv_n
+    to_n = torch.rsub(z, 1).mul_(n).mul_(inv_h)  # R_n per unit of R_h(t)
+    to_pre_n = torch.mul(to_n, inv_n)
+    # per step, [r s_n, R_h(t-1) direct share] per unit of R_h(t): one multiplication in the backward loop
+    shares = x.new_empty(steps, 2, batch, H)
+    torch.mul(r, to_pre_n, out=shares[:, 0])  # r s_n: the gate scales the signal W_hn h + b_hn, which takes all
+    torch.mul(z, inv_h, out=shares[:, 1])  # h_{t-1} z / stab(h_t) R_h(t)
     return {
-        "x": x, "h_prev": h_prev,
-        "direct": z * inv_h,  # R_h(t-1) direct share: h_{t-1} z / stab(h_t) R_h(t)
+        "x": x, "h": h, "h0": h0,  # h_{t-1}: h[t - 1], and h0 at t = 0
+        "shares": shares,
         "to_pre_n": to_pre_n,  # s_n per unit of R_h(t)
-        "reset": r * to_pre_n,  # r s_n: the gate scales the signal W_hn h + b_hn, which takes all
-        "keep": keep_h + to_n * keep_n,
+        "keep": keep_h.addcmul_(to_n, keep_n),
     }
 
 
@@ -162,20 +189,28 @@ def gru_backward(trace, weights, R_seq, R_h_final):
     weight_ih, weight_hh, bias_ih, bias_hh = weights
     H = weight_hh.shape[1]
     W_in, W_hn = weight_ih[2 * H:3 * H], weight_hh[2 * H:3 * H]
-    h_prev, direct, reset = trace["h_prev"], trace["direct"], trace["reset"]
-    steps = R_seq.shape[0]
-    incoming = R_seq.new_empty(steps + 1, *R_seq.shape[1:])
-    incoming[steps] = R_h_final
+    shares = trace["shares"]
+    last = R_seq.shape[0] - 1
     hidden = R_seq.new_empty(R_seq.shape)
-    for t in range(steps - 1, -1, -1):
-        R_h = torch.add(R_seq[t], incoming[t + 1], out=hidden[t])
-        torch.mul(h_prev[t], torch.addcmul((reset[t] * R_h) @ W_hn, direct[t], R_h), out=incoming[t])
-    s_n = trace["to_pre_n"] * hidden
-    kept = (trace["keep"] * hidden).sum(dim=(0, 2))
-    if bias_ih is not None:
-        kept = kept + s_n.sum(dim=0) @ bias_ih[2 * H:3 * H] + (reset * hidden).sum(dim=0) @ bias_hh[2 * H:3 * H]
-    R_x = trace["x"] * _affine(s_n, W_in.T)
-    return R_x, hidden, None, (incoming[0],), kept
+    pair, back = R_seq.new_empty(2, *R_seq.shape[1:]), R_seq.new_empty(R_seq.shape[1:])
+    reset_part, direct_part = pair.unbind()
+    R_steps, h_steps, share_steps, hidden_steps = R_seq.unbind(), trace["h"].unbind(), shares.unbind(), hidden.unbind()
+    torch.add(R_steps[last], R_h_final, out=hidden_steps[last])
+    for t in range(last, 0, -1):  # three ops a step
+        torch.mul(share_steps[t], hidden_steps[t], out=pair)
+        torch.addmm(direct_part, reset_part, W_hn, out=back)
+        torch.addcmul(R_steps[t - 1], h_steps[t - 1], back, out=hidden_steps[t - 1])
+    torch.mul(share_steps[0], hidden_steps[0], out=pair)
+    first = (trace["h0"] * torch.addmm(direct_part, reset_part, W_hn),)
+    s_n = trace["to_pre_n"].mul_(hidden)  # the trace is used once
+    kept = trace["keep"].mul_(hidden).sum(dim=(0, 2))
+    if bias_ih is None:
+        R_x = trace["x"] * _affine(s_n, W_in.T)
+    else:  # s_n W_in and s_n b_in in one product
+        mapped = _affine(s_n, torch.cat([W_in, bias_ih[2 * H:, None]], dim=1).T)
+        R_x = trace["x"] * mapped[..., :-1]
+        kept = kept + mapped[..., -1].sum(dim=0) + (shares[:, 0] * hidden).sum(dim=0) @ bias_hh[2 * H:]
+    return R_x, hidden, None, first, kept
 
 
 def traces(module, x, hx, top, epsilon):
