@@ -4,11 +4,17 @@ Formulas: :mod:`lrp_widgets.engine.recurrent` (REFERENCE.md section 6). Everythi
 first, ``(T, N, .)``. Two choices keep the cost near a forward pass:
 
 * the forward quantities come from the hidden sequences torch's fused kernel computed, so the
-  gates of all steps are two matrix products, not a loop (only LSTM's cell state ``c_t``,
-  which torch does not return, takes one element-wise op per step);
+  gates of all steps are one matrix product per gate on ``[x_t, h_{t-1}, 1]``, not a loop (only
+  LSTM's cell state ``c_t``, which torch does not return, takes one element-wise op per step);
+  the LSTM's output gate, which takes no relevance, is not recomputed;
 * every epsilon split is a fixed per-unit factor once the forward is known
   (``R_part = part / stab(z) * R``), so the factors are computed for all steps at once and the
-  backward loop is a few element-wise ops and one (N, H) x (H, H) product per step.
+  backward loop is one (N, H) x (H, H) product and two (GRU) or three (LSTM) element-wise ops
+  per step, written into preallocated buffers through per-step views made by ``unbind``.
+
+What bounds the cost (benchmarks/rnn.py): the products above are the forward's own
+multiply-adds again (3/4 of them for the LSTM); the rest is memory-bound element-wise passes over
+(T, N, H) and, per step, the fixed cost of launching a few small ops.
 """
 from __future__ import annotations
 
