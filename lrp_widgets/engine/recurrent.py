@@ -213,9 +213,9 @@ class _Stage:
         self.batch_first, self.epsilon, self.hx = module.batch_first, epsilon, hx
         self.x = x.detach()
         dtype = module.weight_hh_l0.dtype
-        # contiguous time-first copies: the per-step slices below are then dense blocks
-        time_first = (self.x.transpose(0, 1) if self.batch_first else self.x).contiguous()
-        top = (outputs[0].transpose(0, 1) if self.batch_first else outputs[0]).contiguous()
+        # time-first views, not copies: the trace copies what it needs into its own buffers
+        time_first = self.x.transpose(0, 1) if self.batch_first else self.x
+        top = outputs[0].transpose(0, 1) if self.batch_first else outputs[0]
         # no autograd, and no functional-call watch: this is the engine's own arithmetic
         with torch.no_grad(), torch._C.DisableTorchFunction():
             self.traces = recurrent_cells.traces(module, time_first.to(dtype), hx, top.to(dtype), epsilon)
@@ -227,7 +227,7 @@ class _Stage:
         if mask is not None:  # conditional relevance on the output sequence
             R_out = mask(R_out) if callable(mask) else R_out * mask.to(R_out.dtype)
         dtype = self.traces[0]["x"].dtype
-        R_seq = (R_out.transpose(0, 1) if self.batch_first else R_out).to(dtype).contiguous()
+        R_seq = (R_out.transpose(0, 1) if self.batch_first else R_out).to(dtype)  # a view: read per step
         R_states = tuple(R.to(dtype) for R in R_states)
         with torch.no_grad():
             R_x, hidden, cell, initial, kept = recurrent_cells.relevance(module, self.traces, R_seq, R_states)

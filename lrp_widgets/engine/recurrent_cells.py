@@ -4,11 +4,17 @@ Formulas: :mod:`lrp_widgets.engine.recurrent` (REFERENCE.md section 6). Everythi
 first, ``(T, N, .)``. Two choices keep the cost near a forward pass:
 
 * the forward quantities come from the hidden sequences torch's fused kernel computed, so the
-  gates of all steps are two matrix products, not a loop (only LSTM's cell state ``c_t``,
-  which torch does not return, takes one element-wise op per step);
+  gates of all steps are one matrix product per gate on ``[x_t, h_{t-1}, 1]``, not a loop (only
+  LSTM's cell state ``c_t``, which torch does not return, takes one element-wise op per step);
+  the LSTM's output gate, which takes no relevance, is not recomputed;
 * every epsilon split is a fixed per-unit factor once the forward is known
   (``R_part = part / stab(z) * R``), so the factors are computed for all steps at once and the
-  backward loop is a few element-wise ops and one (N, H) x (H, H) product per step.
+  backward loop is one (N, H) x (H, H) product and two (GRU) or three (LSTM) element-wise ops
+  per step, written into preallocated buffers through per-step views made by ``unbind``.
+
+What bounds the cost (benchmarks/rnn.py): the products above are the forward's own
+multiply-adds again (3/4 of them for the LSTM); the rest is memory-bound element-wise passes over
+(T, N, H) and, per step, the fixed cost of launching a few small ops.
 """
 from __future__ import annotations
 
@@ -35,12 +41,15 @@ def _affine(x, weight, bias=None):
 def _factors(z, epsilon):
     """``(1 / stab(z), share kept by the stabilizer)`` per unit, ``stab(z) = z + eps sign(z)``, sign(0) = +1.
 
-    With eps = 0 a zero ``z`` passes nothing (0/0 := 0) and keeps all its relevance.
+    With eps = 0 a zero ``z`` passes nothing (0/0 := 0) and keeps all its relevance. Both results
+    are new contiguous tensors (the callers update them in place).
     """
     if epsilon:
-        term = torch.copysign(z.new_tensor(epsilon), z + 0.0)  # + 0.0: -0.0 counts as positive
-        inverse = 1.0 / (z + term)
-        return inverse, term * inverse
+        # copysign takes -0.0 as negative, but a z of -0.0 is a sum of signed zeros only, so every
+        # share divided by it is a (signed) zero whichever sign eps takes there
+        term = torch.copysign(z.new_tensor(epsilon), z)
+        inverse = torch.add(z, term).reciprocal_()
+        return inverse, term.mul_(inverse)
     zero = z == 0
     inverse = torch.where(zero, torch.zeros_like(z), 1.0 / torch.where(zero, torch.ones_like(z), z))
     return inverse, zero.to(z.dtype)
@@ -63,47 +72,89 @@ def hidden_sequences(module, x, h0, c0, top):
 def lstm_trace(x, h, h0, c0, weights, epsilon):
     """What the LSTM rule needs for one layer: ``x`` its input, ``h`` its hidden sequence (T, N, H)."""
     weight_ih, weight_hh, bias_ih, bias_hh = weights
-    H = weight_hh.shape[1]
-    h_prev = torch.cat([h0[None], h[:-1]])
-    pre = _affine(x, weight_ih, None if bias_ih is None else bias_ih + bias_hh) + _affine(h_prev, weight_hh)
-    i, f, pre_g, o = pre.split(H, dim=2)
-    f = torch.sigmoid(f)
-    ig = torch.sigmoid(i) * torch.tanh(pre_g)
-    c = x.new_empty(x.shape[0] + 1, *h0.shape)
+    steps, batch, H = h.shape
+    # [x_t, h_{t-1}, 1] @ [W_ih, W_hh, b]^T, one product per gate into its own contiguous block,
+    # for the gates i, f and g only (the gate o takes no relevance)
+    joined = _joined(x, h, h0, bias_ih is not None)
+    parts = [weight_ih[:3 * H], weight_hh[:3 * H]]
+    if bias_ih is not None:
+        parts.append((bias_ih[:3 * H] + bias_hh[:3 * H])[:, None])
+    pre = x.new_empty(3, steps, batch, H)
+    _gates(joined.view(steps * batch, -1), torch.cat(parts, dim=1), pre)
+    i, f = torch.sigmoid(pre[:2]).unbind()
+    pre_g = pre[2]
+    ig = torch.tanh(pre_g).mul_(i)
+    c = x.new_empty(steps + 1, batch, H)
     c[0] = c0
-    for t in range(x.shape[0]):  # torch returns c_T only
-        torch.addcmul(ig[t], f[t], c[t], out=c[t + 1])
+    ig_steps, f_steps, c_steps = ig.unbind(), f.unbind(), c.unbind()
+    for t in range(steps):  # torch returns c_T only
+        torch.addcmul(ig_steps[t], f_steps[t], c_steps[t], out=c_steps[t + 1])
     inv_c, keep_c = _factors(c[1:], epsilon)
     inv_g, keep_g = _factors(pre_g, epsilon)
-    to_g = ig * inv_c  # R_g = i g / stab(c) R_c (signal-take-all: the gate i gets none)
+    to_g = ig.mul_(inv_c)  # R_g = i g / stab(c) R_c (signal-take-all: the gate i gets none)
     return {
-        "x": x, "h_prev": h_prev,
-        "to_cell": f * c[:-1] * inv_c,  # R_c(t-1) = f c_{t-1} / stab(c_t) R_c(t)
-        "to_pre_g": to_g * inv_g,  # s_g = R_g / stab(pre_g), per unit of R_c(t)
-        "keep": keep_c + to_g * keep_g,  # stabilizers' share, per unit of R_c(t)
+        "x": x, "h": h, "h0": h0,  # h_{t-1}: h[t - 1], and h0 at t = 0
+        "to_cell": f.mul_(c[:-1]).mul_(inv_c),  # R_c(t-1) = f c_{t-1} / stab(c_t) R_c(t)
+        "keep": keep_c.addcmul_(to_g, keep_g),  # stabilizers' share, per unit of R_c(t)
+        "to_pre_g": to_g.mul_(inv_g),  # s_g = R_g / stab(pre_g), per unit of R_c(t)
     }
+
+
+def _joined(x, h, h0, bias):
+    """``[x_t, h_{t-1}, 1]`` (T, N, F + H + 1; no column of ones without biases): the gates' operand."""
+    steps, batch, F = x.shape
+    H = h.shape[2]
+    joined = x.new_empty(steps, batch, F + H + bias)
+    joined[..., :F] = x
+    joined[0, :, F:F + H] = h0
+    joined[1:, :, F:F + H] = h[:-1]
+    if bias:
+        joined[..., F + H] = 1
+    return joined
+
+
+def _gates(flat, weight, out):
+    """``flat @ weight^T`` by blocks of H rows, each into its own contiguous block of ``out`` (G, T, N, H)."""
+    H = out.shape[-1]
+    for gate in range(out.shape[0]):
+        torch.mm(flat, weight[gate * H:(gate + 1) * H].T, out=out[gate].view(-1, H))
 
 
 def gru_trace(x, h, h0, weights, epsilon):
     """What the GRU rule needs for one layer."""
     weight_ih, weight_hh, bias_ih, bias_hh = weights
-    H = weight_hh.shape[1]
-    h_prev = torch.cat([h0[None], h[:-1]])
-    gx, gh = _affine(x, weight_ih, bias_ih), _affine(h_prev, weight_hh, bias_hh)
-    r, z = torch.sigmoid(gx[..., :2 * H] + gh[..., :2 * H]).split(H, dim=2)
-    pre_n = torch.addcmul(gx[..., 2 * H:], r, gh[..., 2 * H:])
+    steps, batch, H = h.shape
+    F = x.shape[2]
+    bias = bias_ih is not None
+    joined = _joined(x, h, h0, bias)
+    flat, h_prev = joined.view(steps * batch, -1), joined[..., F:F + H]
+    # blocks: pre-activations of r and z, W_in x + b_in, W_hn h + b_hn
+    blocks = x.new_empty(4, steps, batch, H)
+    parts = [weight_ih[:2 * H], weight_hh[:2 * H]] + ([(bias_ih[:2 * H] + bias_hh[:2 * H])[:, None]] if bias else [])
+    _gates(flat, torch.cat(parts, dim=1), blocks[:2])
+    if bias:
+        torch.addmm(bias_ih[2 * H:], flat[:, :F], weight_ih[2 * H:].T, out=blocks[2].view(-1, H))
+        torch.mm(flat[:, F:], torch.cat([weight_hh[2 * H:], bias_hh[2 * H:, None]], dim=1).T, out=blocks[3].view(-1, H))
+    else:
+        torch.mm(flat[:, :F], weight_ih[2 * H:].T, out=blocks[2].view(-1, H))
+        torch.mm(flat[:, F:], weight_hh[2 * H:].T, out=blocks[3].view(-1, H))
+    r, z = torch.sigmoid(blocks[:2]).unbind()
+    pre_n = blocks[2].addcmul_(r, blocks[3])
     n = torch.tanh(pre_n)
     h_now = torch.lerp(n, h_prev, z)  # (1 - z) n + z h_{t-1}, the denominator of the first split
     inv_h, keep_h = _factors(h_now, epsilon)
     inv_n, keep_n = _factors(pre_n, epsilon)
-    to_n = (1 - z) * n * inv_h  # R_n per unit of R_h(t)
-    to_pre_n = to_n * inv_n
+    to_n = torch.rsub(z, 1).mul_(n).mul_(inv_h)  # R_n per unit of R_h(t)
+    to_pre_n = torch.mul(to_n, inv_n)
+    # per step, [r s_n, R_h(t-1) direct share] per unit of R_h(t): one multiplication in the backward loop
+    shares = x.new_empty(steps, 2, batch, H)
+    torch.mul(r, to_pre_n, out=shares[:, 0])  # r s_n: the gate scales the signal W_hn h + b_hn, which takes all
+    torch.mul(z, inv_h, out=shares[:, 1])  # h_{t-1} z / stab(h_t) R_h(t)
     return {
-        "x": x, "h_prev": h_prev,
-        "direct": z * inv_h,  # R_h(t-1) direct share: h_{t-1} z / stab(h_t) R_h(t)
+        "x": x, "h": h, "h0": h0,  # h_{t-1}: h[t - 1], and h0 at t = 0
+        "shares": shares,
         "to_pre_n": to_pre_n,  # s_n per unit of R_h(t)
-        "reset": r * to_pre_n,  # r s_n: the gate scales the signal W_hn h + b_hn, which takes all
-        "keep": keep_h + to_n * keep_n,
+        "keep": keep_h.addcmul_(to_n, keep_n),
     }
 
 
@@ -112,23 +163,31 @@ def lstm_backward(trace, weights, R_seq, R_h_final, R_c_final):
     weight_ih, weight_hh, bias_ih, bias_hh = weights
     H = weight_hh.shape[1]
     W_ig, W_hg = weight_ih[2 * H:3 * H], weight_hh[2 * H:3 * H]
-    h_prev, to_cell, to_pre_g = trace["h_prev"], trace["to_cell"], trace["to_pre_g"]
-    steps = R_seq.shape[0]
-    incoming = R_seq.new_empty(steps + 1, *R_seq.shape[1:])  # [t + 1]: what reaches h_t from step t + 1
-    incoming[steps] = R_h_final
-    cell, s_g = torch.empty_like(R_seq), torch.empty_like(R_seq)
-    R_cell = R_c_final
-    for t in range(steps - 1, -1, -1):
-        R_c = torch.add(R_seq[t], incoming[t + 1], out=cell[t]).add_(R_cell)  # the gate o takes none
-        R_cell = to_cell[t] * R_c
-        torch.mul(to_pre_g[t], R_c, out=s_g[t])
-        torch.mul(h_prev[t], s_g[t] @ W_hg, out=incoming[t])
-    hidden = R_seq + incoming[1:]
-    kept = (trace["keep"] * cell).sum(dim=(0, 2))
-    if bias_ih is not None:
-        kept = kept + s_g.sum(dim=0) @ (bias_ih[2 * H:3 * H] + bias_hh[2 * H:3 * H])
-    R_x = trace["x"] * _affine(s_g, W_ig.T)
-    return R_x, hidden, cell, (incoming[0], R_cell), kept
+    to_cell, to_pre_g = trace["to_cell"], trace["to_pre_g"]
+    last = R_seq.shape[0] - 1
+    hidden, cell, s_g = (R_seq.new_empty(R_seq.shape) for _ in range(3))  # time first, whatever R_seq's layout
+    back = R_seq.new_empty(R_seq.shape[1:])  # s_g W_hg of one step
+    # per-step views made in one call each (indexing in the loop costs as much as the arithmetic)
+    R_steps, h_steps, to_cell_steps, to_pre_g_steps = R_seq.unbind(), trace["h"].unbind(), to_cell.unbind(), to_pre_g.unbind()
+    hidden_steps, cell_steps, s_g_steps = hidden.unbind(), cell.unbind(), s_g.unbind()
+    torch.add(R_steps[last], R_h_final, out=hidden_steps[last])
+    torch.add(hidden_steps[last], R_c_final, out=cell_steps[last])  # the gate o takes none
+    for t in range(last, 0, -1):  # four ops a step: all factors were computed in the trace
+        torch.mul(to_pre_g_steps[t], cell_steps[t], out=s_g_steps[t])
+        torch.mm(s_g_steps[t], W_hg, out=back)
+        torch.addcmul(R_steps[t - 1], h_steps[t - 1], back, out=hidden_steps[t - 1])
+        torch.addcmul(hidden_steps[t - 1], to_cell_steps[t], cell_steps[t], out=cell_steps[t - 1])
+    torch.mul(to_pre_g[0], cell[0], out=s_g[0])
+    first = (trace["h0"] * (s_g[0] @ W_hg), to_cell[0] * cell[0])
+    kept = trace["keep"].mul_(cell).sum(dim=(0, 2))  # the trace is used once
+    if bias_ih is None:
+        R_x = trace["x"] * _affine(s_g, W_ig.T)
+    else:  # s_g W_ig and s_g b_g in one product
+        bias = (bias_ih[2 * H:3 * H] + bias_hh[2 * H:3 * H])[:, None]
+        mapped = _affine(s_g, torch.cat([W_ig, bias], dim=1).T)
+        R_x = trace["x"] * mapped[..., :-1]
+        kept = kept + mapped[..., -1].sum(dim=0)
+    return R_x, hidden, cell, first, kept
 
 
 def gru_backward(trace, weights, R_seq, R_h_final):
@@ -136,20 +195,28 @@ def gru_backward(trace, weights, R_seq, R_h_final):
     weight_ih, weight_hh, bias_ih, bias_hh = weights
     H = weight_hh.shape[1]
     W_in, W_hn = weight_ih[2 * H:3 * H], weight_hh[2 * H:3 * H]
-    h_prev, direct, reset = trace["h_prev"], trace["direct"], trace["reset"]
-    steps = R_seq.shape[0]
-    incoming = R_seq.new_empty(steps + 1, *R_seq.shape[1:])
-    incoming[steps] = R_h_final
-    hidden = torch.empty_like(R_seq)
-    for t in range(steps - 1, -1, -1):
-        R_h = torch.add(R_seq[t], incoming[t + 1], out=hidden[t])
-        torch.mul(h_prev[t], torch.addcmul((reset[t] * R_h) @ W_hn, direct[t], R_h), out=incoming[t])
-    s_n = trace["to_pre_n"] * hidden
-    kept = (trace["keep"] * hidden).sum(dim=(0, 2))
-    if bias_ih is not None:
-        kept = kept + s_n.sum(dim=0) @ bias_ih[2 * H:3 * H] + (reset * hidden).sum(dim=0) @ bias_hh[2 * H:3 * H]
-    R_x = trace["x"] * _affine(s_n, W_in.T)
-    return R_x, hidden, None, (incoming[0],), kept
+    shares = trace["shares"]
+    last = R_seq.shape[0] - 1
+    hidden = R_seq.new_empty(R_seq.shape)
+    pair, back = R_seq.new_empty(2, *R_seq.shape[1:]), R_seq.new_empty(R_seq.shape[1:])
+    reset_part, direct_part = pair.unbind()
+    R_steps, h_steps, share_steps, hidden_steps = R_seq.unbind(), trace["h"].unbind(), shares.unbind(), hidden.unbind()
+    torch.add(R_steps[last], R_h_final, out=hidden_steps[last])
+    for t in range(last, 0, -1):  # three ops a step
+        torch.mul(share_steps[t], hidden_steps[t], out=pair)
+        torch.addmm(direct_part, reset_part, W_hn, out=back)
+        torch.addcmul(R_steps[t - 1], h_steps[t - 1], back, out=hidden_steps[t - 1])
+    torch.mul(share_steps[0], hidden_steps[0], out=pair)
+    first = (trace["h0"] * torch.addmm(direct_part, reset_part, W_hn),)
+    s_n = trace["to_pre_n"].mul_(hidden)  # the trace is used once
+    kept = trace["keep"].mul_(hidden).sum(dim=(0, 2))
+    if bias_ih is None:
+        R_x = trace["x"] * _affine(s_n, W_in.T)
+    else:  # s_n W_in and s_n b_in in one product
+        mapped = _affine(s_n, torch.cat([W_in, bias_ih[2 * H:, None]], dim=1).T)
+        R_x = trace["x"] * mapped[..., :-1]
+        kept = kept + mapped[..., -1].sum(dim=0) + (shares[:, 0] * hidden).sum(dim=0) @ bias_hh[2 * H:]
+    return R_x, hidden, None, first, kept
 
 
 def traces(module, x, hx, top, epsilon):
@@ -195,8 +262,10 @@ def relevance(module, layer_traces, R_out, R_states):
         kept = kept + leak
         for index, state in enumerate(first):
             initial[index].append(state)
-    order = slice(None, None, -1)  # collected top down; layers are numbered bottom up
-    hidden = torch.stack(hidden[order])
-    cell = torch.stack(cell[order]) if lstm else None
-    initial = tuple(torch.stack(states[order]) for states in initial if states)
+    def stack(tensors):  # collected top down; layers are numbered bottom up
+        return tensors[0][None] if len(tensors) == 1 else torch.stack(tensors[::-1])
+
+    hidden = stack(hidden)
+    cell = stack(cell) if lstm else None
+    initial = tuple(stack(states) for states in initial if states)
     return R_seq, hidden, cell, initial, kept
