@@ -4,8 +4,10 @@ The goal (issue 18): explaining costs at most 4x the model's forward pass. Times
 medians: the forward pass alone (``torch.no_grad``), gradient x input (forward with autograd +
 one backward, for scale), and ``explain(..., composite="epsilon")``; prints the ratios to the
 forward pass. Also one and two layers, batch_first or not, and the GRU. The forward runs
-torch's fused LSTM/GRU kernel; the explanation re-runs the recurrence step by step in Python to
-keep the gates (see ``lrp_widgets/engine/recurrent.py``), which is most of its cost.
+torch's fused LSTM/GRU kernel, which does not return the gates; the explanation recomputes them
+for all steps at once from torch's hidden sequence, runs the cell-state recursion, and walks the
+relevance back a few small operations per step (``lrp_widgets/engine/recurrent_cells.py`` says what
+bounds the cost).
 
 Run: ``python benchmarks/rnn.py`` (2 threads, as on the project machine; ``--threads 1`` for one)
 """
