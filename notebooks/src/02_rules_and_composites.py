@@ -17,7 +17,7 @@ import torch
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from lrp_widgets import explain, composites, zoo
-from lrp_widgets.zoo.studies import findings_table, load_study, mean_sd
+from lrp_widgets.zoo.studies import CNN_COMPOSITES, findings_table, load_study, mean_sd
 from lrp_widgets.widgets import RuleExplorer
 
 torch.manual_seed(0)
@@ -62,7 +62,7 @@ test = zoo.dataset("shapes_minivgg").test
 x, masks = test.x[:200], np.asarray(test.masks[:200], dtype=bool)
 print(f"objects cover {masks.mean():.1%} of the image on average")
 shares = {}
-for name in composites.NAMES:
+for name in CNN_COMPOSITES:
     relevance = explain(model, x, composite=name).relevance.sum(1).numpy()
     positive = np.clip(relevance, 0, None)
     shares[name] = (positive * masks).sum() / positive.sum()
@@ -82,16 +82,16 @@ per_seed = {str(row["seed"]): row for row in study["results"]["rows"] if "shares
 skipped = {str(row["seed"]): round(row["test_accuracy"], 3) for row in study["results"]["rows"] if "shares" not in row}
 print(f"trained MiniVGGs: seeds {', '.join(per_seed)} (test accuracy "
       f"{mean_sd([entry['test_accuracy'] for entry in per_seed.values()])}); skipped (did not train): {skipped or 'none'}")
-for name in composites.NAMES:
+for name in CNN_COMPOSITES:
     assert abs(per_seed["0"]["shares"][name] - shares[name]) < 1e-4, name  # the cache is current
 area = np.array([entry["area"] for entry in per_seed.values()])
-seed_shares = {name: np.array([entry["shares"][name] for entry in per_seed.values()]) for name in composites.NAMES}
-margin = {name: seed_shares[name] - area for name in composites.NAMES}  # share above the object's area, per seed
+seed_shares = {name: np.array([entry["shares"][name] for entry in per_seed.values()]) for name in CNN_COMPOSITES}
+margin = {name: seed_shares[name] - area for name in CNN_COMPOSITES}  # share above the object's area, per seed
 print(f"{'composite':>22} {'share on the object':>26} {'share - area':>26}")
-for name in composites.NAMES:
+for name in CNN_COMPOSITES:
     print(f"{name:>22} {mean_sd(seed_shares[name]):>26} {mean_sd(margin[name]):>26}")
 print(f"{'object area':>22} {mean_sd(area):>26}")
-lowest = {name: margin[name].mean() - 2 * margin[name].std(ddof=1) for name in composites.NAMES}
+lowest = {name: margin[name].mean() - 2 * margin[name].std(ddof=1) for name in CNN_COMPOSITES}
 best, worst = max(lowest, key=lowest.get), min(lowest, key=lowest.get)
 display(Markdown(
     f"Over {len(per_seed)} trained MiniVGGs every composite puts more positive relevance on the object than the "
@@ -102,10 +102,10 @@ display(Markdown(
 assert all(value > 0.3 for value in lowest.values()), lowest
 
 # %%
-fig, axes = plt.subplots(3, len(composites.NAMES) + 1, figsize=(12, 5.5))
+fig, axes = plt.subplots(3, len(CNN_COMPOSITES) + 1, figsize=(12, 5.5))
 for row in range(3):
     axes[row, 0].imshow(x[row].permute(1, 2, 0).clamp(0, 1))
-    for col, name in enumerate(composites.NAMES, start=1):
+    for col, name in enumerate(CNN_COMPOSITES, start=1):
         heat = explain(model, x[row:row + 1], composite=name).relevance[0].sum(0).numpy()
         limit = np.abs(heat).max() + 1e-12
         axes[row, col].imshow(heat, cmap="bwr", vmin=-limit, vmax=limit)
@@ -176,7 +176,7 @@ rows = [
      f"share on the object {mean_sd(seed_shares['epsilon_plus_flat'])} vs object area {mean_sd(area)}",
      "holds" if lowest["epsilon_plus_flat"] > 0.3 else "does not hold"),
     ("(this notebook) every composite puts more positive relevance on the object than its area",
-     "; ".join(f"{name} {mean_sd(margin[name], 2)}" for name in composites.NAMES) + " (share - area)",
+     "; ".join(f"{name} {mean_sd(margin[name], 2)}" for name in CNN_COMPOSITES) + " (share - area)",
      "holds" if all(value > 0 for value in lowest.values()) else "does not hold"),
 ]
 for better in ("epsilon_plus_flat", "epsilon_gamma_box"):
