@@ -46,6 +46,8 @@ SLIDERS = {
     "LeakRateExplorer": {"leak_rate": None, "sample": None},
     "RemovalExplorer": {"fraction": None, "sample": None},
     "PathExplorer": {"k": None, "sample": None},
+    # layer and head have two positions each on the tiny ViT: a wander would mostly press past the end
+    "AttentionExplorer": {"epsilon": None, "sample": None},
 }
 #: runs of presses: right 4, left 2, right 3, left 5, ... (never below the starting point)
 WANDER = [4, -2, 3, -5, 2, -1, 3, -2, 2, -3, 4]

@@ -352,6 +352,7 @@ EXPLORER_SETUP = {
     "LeakRateExplorer": ("", ""),
     "RemovalExplorer": ("", ""),
     "PathExplorer": ("", ""),
+    "AttentionExplorer": ("", ""),
 }
 
 MARKS = '''# Marks for the browser: the explorer, its sliders, its panels, the readout and the error area.

@@ -27,6 +27,8 @@ SLIDERS = {
     "LeakRateExplorer": {"leak_rate": ("End", "decay"), "sample": ("ArrowRight", "input_panel")},
     "RemovalExplorer": {"fraction": ("ArrowRight", "perturbed_panel"), "sample": ("ArrowRight", "input_panel")},
     "PathExplorer": {"k": ("ArrowRight", "graph"), "sample": ("ArrowRight", "input_panel")},
+    "AttentionExplorer": {"epsilon": ("End", "heatmap"), "sample": ("ArrowRight", "input_panel"),
+                          "layer": ("ArrowLeft", "map_panel"), "head": ("ArrowRight", "map_panel")},
 }
 DRAG_PRESSES = 6
 
