@@ -21,6 +21,7 @@ from .. import data as datasets
 from .. import models
 from ..esn import ESN, effective_radius, explain_esn, image_to_sequence, measure_decay_rate, readout_leak, suggest_leak_rate
 from ..train import accuracy, sparsity, train
+from .attention_study import vit_removal
 from .path_study import _object_share, trained_minivgg
 from .rnn_study import rnn_comparison
 
@@ -331,6 +332,8 @@ STUDIES: dict[str, Study] = {
                             "informative share, removal AOPC, time decay; two squares both ways and ENSO, 5 seeds"),
     "composites_minivgg": Study(composite_shares, {}, "share of positive relevance on the object per composite, "
                                 "5 MiniVGGs trained on shapes (notebook 02)"),
+    "vit_removal": Study(vit_removal, {}, "removal AOPC over patches of AttnLRP, CP-LRP, gradient x input, attention "
+                         "rollout and random, 3 ViTs trained on shapes (notebook 11)"),
 }
 
 
