@@ -80,3 +80,27 @@ def test_rnn_comparison_small():
         assert np.isfinite(row["decay_rate"]) and np.isfinite(row["aopc_accuracy_morf"])
     # the ESN reads the informative square in the last steps: it learns it, and the relevance finds it
     assert by_model["ESN"]["accuracy"] > 0.9 and by_model["ESN"]["share"] > 5 * result["area"]["two_squares"]
+
+
+def test_vit_removal_numbers_on_the_shipped_vit():
+    """The ViT study's AOPC code (shared with notebook 11): the explanations' rankings remove the
+    logit faster than a random order, and removing patches in a ranking's order uses the scores."""
+    from lrp_widgets import zoo
+    from lrp_widgets.zoo import attention_study
+
+    torch.set_num_threads(1)
+    model, data = zoo.load("shapes_vit"), zoo.dataset("shapes_vit")
+    x = data.test.x[:16]
+    numbers = attention_study.vit_seed_numbers(model, x, seed=0, steps=3)
+    assert set(numbers["aopc"]) == set(attention_study.METHODS)
+    assert numbers["aopc"]["AttnLRP"] > numbers["aopc"]["random"] + 1.0
+    assert 0 < numbers["kept"]["AttnLRP"] < 2
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    scores = attention_study.patch_scores(model, x, target, "AttnLRP")
+    assert scores.shape == (16, 36)
+    best = attention_study.patch_aopc(model, x, target, scores, steps=3)
+    worst = attention_study.patch_aopc(model, x, target, -scores, steps=3)
+    assert best > worst
+    with pytest.raises(ValueError, match="unknown ranking"):
+        attention_study.patch_scores(model, x, target, "saliency")
