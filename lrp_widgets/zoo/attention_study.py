@@ -14,27 +14,17 @@ from __future__ import annotations
 
 import torch
 
-from .. import data as datasets
-from .. import models
-from ..train import accuracy, train
+from ..train import accuracy
 from ..transformers import attention_maps, attention_rollout
+from .path_study import trained_seed
 
 METHODS = ("AttnLRP", "CP-LRP", "gradient x input", "attention rollout", "random")
 COMPOSITE = {"AttnLRP": "attnlrp", "CP-LRP": "cp_lrp"}
 
 
 def trained_vit(seed: int):
-    """The shapes_vit recipe with seed ``seed`` for the data and the training; seed 0 is the zoo model."""
-    from . import build, load
-
-    recipe = build.RECIPES["shapes_vit"]
-    data = datasets.load({**recipe.dataset, "seed": seed})
-    if seed == recipe.seed and recipe.dataset.get("seed") == 0:
-        return load("shapes_vit").eval(), data
-    torch.manual_seed(seed)
-    model = models.build(recipe.architecture)
-    train(model, data, epochs=recipe.epochs, lr=recipe.lr, batch_size=recipe.batch_size, seed=seed, progress=False)
-    return model.eval(), data
+    """The shapes_vit recipe with seed ``seed`` (see :func:`~.path_study.trained_seed`); seed 0 is the zoo model."""
+    return trained_seed("shapes_vit", seed)
 
 
 def patch_scores(model, x, target, method: str, seed: int = 0) -> torch.Tensor:

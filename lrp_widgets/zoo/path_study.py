@@ -43,18 +43,24 @@ SETTINGS = {"n_models": 5, "max_seed": 9, "min_accuracy": 0.9, "n_samples": 40, 
 _MEASURED_WITH = ("n_samples", "k", "ks", "layers")
 
 
-def trained_minivgg(seed: int):
-    """The shapes_minivgg recipe with seed ``seed`` for the data and the training; seed 0 is the zoo model."""
+def trained_seed(name: str, seed: int):
+    """The zoo recipe ``name`` with seed ``seed`` for the data and the training (initial weights,
+    batch order); seed 0 is the shipped zoo model itself. Returns ``(model in eval mode, data)``."""
     from . import build, load
 
-    recipe = build.RECIPES["shapes_minivgg"]
+    recipe = build.RECIPES[name]
     data = datasets.load({**recipe.dataset, "seed": seed})
     if seed == recipe.seed and recipe.dataset.get("seed") == 0:
-        return load("shapes_minivgg").eval(), data
+        return load(name).eval(), data
     torch.manual_seed(seed)
     model = models.build(recipe.architecture)
     train(model, data, epochs=recipe.epochs, lr=recipe.lr, batch_size=recipe.batch_size, seed=seed, progress=False)
     return model.eval(), data
+
+
+def trained_minivgg(seed: int):
+    """The shapes_minivgg recipe with seed ``seed`` (see :func:`trained_seed`); seed 0 is the zoo model."""
+    return trained_seed("shapes_minivgg", seed)
 
 
 def _object_share(heat: np.ndarray, mask: np.ndarray) -> float:
