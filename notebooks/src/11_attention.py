@@ -275,9 +275,11 @@ display(Markdown(findings_table(rows)))
 #   seed. On the three ViTs AttnLRP removes the logit fastest on every seed; how CP-LRP,
 #   gradient x input and rollout order among themselves changes from seed to seed (the findings
 #   table), and the comparison is not the same on tokens and patches.
-# * Not all of the logit reaches the input (section 5): biases, the class token and positional
-#   embedding, and AttnLRP's softmax rule keep a share; CP-LRP, which sends nothing through the
-#   softmax, keeps more (section 5's table).
+# * With AttnLRP not all of the logit reaches the input (section 5): biases, the class token and
+#   positional embedding, and the softmax rule keep a share. With CP-LRP, which sends nothing
+#   through the softmax, the share at the pixels is larger and varies more between ViTs (on one
+#   seed above 1: it is not conservative either, the shares of its parts do not cancel the same
+#   way; section 5's per-seed column).
 #
 # ## References
 #
