@@ -419,3 +419,26 @@ def test_in_place_operations_as_statements_keep_the_models_output():
     result = explain(model, x, composite="epsilon", layers=True)
     torch.testing.assert_close(result.output, expected)
     assert list(result.layers) == ["fc", "relu_", "mul_", "out"]
+
+
+class _TorchNamespacedResidual(nn.Module):
+    """A container fx keeps whole (its class looks like torch.nn's) whose forward adds outside any module."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return x + self.linear(x)
+
+
+_TorchNamespacedResidual.__module__ = "torch.nn.modules.lrp_test"
+
+
+def test_graph_run_still_watches_a_container_called_whole():
+    # the traced run turns the functional-call watch off for its own nodes; a container it calls
+    # whole runs a forward the graph never saw, so the watch must be back on there
+    model = nn.Sequential(nn.Linear(8, 8), _TorchNamespacedResidual(), nn.Linear(8, 3)).eval()
+    assert graph.trace(model).nodes[2].op == "call_module"
+    with pytest.raises(FunctionalCallError, match="`add`"):
+        explain(model, torch.randn(2, 8), target=0, graph=True)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from lrp_widgets import Composite, explain, rules
+from lrp_widgets.engine import ops
 
 from .reference import reference_rule
 
@@ -87,3 +88,18 @@ def test_bias_free_rules_conserve_per_layer(rule):
     R = torch.rand(2, 4 * 36, dtype=torch.float64)
     result = explain(model, x, composite=Composite(name_rules={"0": rule}), initial_relevance=R)
     torch.testing.assert_close(result.relevance.sum((1, 2, 3)), R.sum(1), rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("module", [
+    nn.LayerNorm(6), nn.LayerNorm(6, elementwise_affine=False), nn.LayerNorm((5, 6)), nn.RMSNorm(6),
+    nn.RMSNorm((5, 6), elementwise_affine=False),
+])
+def test_normalization_closed_form_vjp_is_autograds(module):
+    # LayerNorm/RMSNorm move relevance back by their backward written out; it must be autograd's, bit for bit
+    torch.manual_seed(0)
+    with torch.no_grad():
+        if getattr(module, "weight", None) is not None:
+            module.weight.uniform_(-2, 2)
+    a, s = torch.randn(4, 5, 6), torch.randn(4, 5, 6)
+    function = ops.normalization(module, a)
+    assert torch.equal(ops.FunctionOp(function).vjp(a, None, s), ops.autograd_vjp(function, a, s))

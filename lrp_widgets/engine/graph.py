@@ -146,6 +146,10 @@ class _Run:
         self.traced, self.session, self.model = traced, session, model
 
     def run(self, x):
+        with self.session.unwatched():  # every node is known here: the functional-call watch only costs time
+            return self._run(x)
+
+    def _run(self, x):
         env = {}
         traced = self.traced
         first = True
@@ -157,7 +161,9 @@ class _Run:
                 env[node.name] = traced.constants.get(node.target) if node.target in traced.constants else _attribute(self.model, node.target)
             elif node.op == "call_module":
                 args, kwargs = map_arg((node.args, node.kwargs), lambda n: env[n.name])
-                env[node.name] = self.model.get_submodule(node.target)(*args, **kwargs)
+                module = self.model.get_submodule(node.target)
+                with self.session.watching(module):  # a container called whole: its forward is not in the graph
+                    env[node.name] = module(*args, **kwargs)
             elif node.op == "output":
                 return map_arg(node.args[0], lambda n: env[n.name])
             else:

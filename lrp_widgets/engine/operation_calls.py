@@ -20,7 +20,7 @@ from . import ops, rules
 from .errors import CompositeError
 from .operations import (
     DIVIDE, SUBTRACT, Activation, Add, FunctionalConv, FunctionalConvOp, FunctionalLinear, Gated, MatMul, MatMulOp,
-    MaxPool, Mean, Move, Product, Scale, Shape, Softmax, Split, TensorsOp, Uniform,
+    MaxPool, Mean, Move, Product, Scale, Shape, Softmax, Split, TensorsOp, Uniform, move_op,
 )
 from .propagation import _Propagate
 
@@ -136,7 +136,7 @@ def configure(call: OperationCall, composite, first_done: bool, target, args, kw
     n = len(call.positions)
     function = call.function
     if issubclass(operation, Move):
-        call.op = TensorsOp(function)
+        call.op = move_op(function, target, n)
         rule_for(composite, name, operation)  # only checks an exact name's rule
     elif operation is Add:
         subtract, alpha = target in SUBTRACT, kwargs.get("alpha", 1)

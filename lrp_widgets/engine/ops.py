@@ -68,7 +68,8 @@ class FunctionOp:
         return self.function(a)
 
     def vjp(self, a, weight, s):
-        return autograd_vjp(self.function, a, s)
+        closed_form = getattr(self.function, "_lrp_vjp", None)  # set by normalization()
+        return closed_form(s) if closed_form is not None else autograd_vjp(self.function, a, s)
 
 
 def autograd_vjp(function, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -161,6 +162,18 @@ def normalization(module: nn.Module, a: torch.Tensor):
         out = centre(t) / std
         return out * weight if weight is not None else out
 
+    count = 1
+    for d in dims:
+        count *= a.shape[d]
+    centred = isinstance(module, nn.LayerNorm)
+
+    def vjp(s):
+        # autograd's backward of ``function``, step by step in its order (so bit-identical), without
+        # building a graph: mul by the weight, div by std, then the mean's share (-g summed, over count)
+        g = (s * weight if weight is not None else s) / std
+        return g + (-g).sum(dims, keepdim=True) / count if centred else g
+
+    function._lrp_vjp = vjp
     return function
 
 

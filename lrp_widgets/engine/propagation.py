@@ -208,6 +208,8 @@ class Session:
         self.stack_types: list[str] = []
         self.leaf_depth = 0
         self.in_hook = False
+        self.watch = getattr(self, "watch", None)  # the attached _Watch (kept when graph.py restarts a session)
+        self.watch_off = getattr(self, "watch_off", False)
         self.hook_failed = False
         self.tokens = None  # (token indices given to the model, the float leaf their relevance goes to)
         self.first_done = False
@@ -239,6 +241,38 @@ class Session:
             raise
         finally:
             self.in_hook = False
+
+    @contextlib.contextmanager
+    def unwatched(self):
+        """The functional-call watch off, while a traced graph runs node by node.
+
+        There every operation is a node with its rule and leaf modules keep the watch quiet anyway, so
+        the watch would only add a Python call to every torch call; :meth:`watching` turns it back on
+        around a module the graph calls whole but the hooks walk into. Only this session's watch on top
+        of the mode stack is taken off (a user's mode above it stays, and so does the watch).
+        """
+        if self.watch is None or self.watch_off or torch.overrides._get_current_function_mode() is not self.watch:
+            yield
+            return
+        self.watch_off = True
+        try:
+            with torch.overrides._pop_mode_temporarily():
+                yield
+        finally:
+            self.watch_off = False
+
+    @contextlib.contextmanager
+    def watching(self, module: nn.Module):
+        """The watch back on for the call of ``module`` if it is a container (not a leaf with hooks)."""
+        if not self.watch_off or _is_leaf(module):
+            yield
+            return
+        self.watch_off = False
+        try:
+            with self.watch:
+                yield
+        finally:
+            self.watch_off = True
 
     def _enter(self, module, args):
         with self._hook():
@@ -431,9 +465,11 @@ class Session:
                 else:
                     handles.append(module.register_forward_pre_hook(self._enter))
                     handles.append(module.register_forward_hook(self._leave))
-            with _Watch(self):
+            self.watch = _Watch(self)
+            with self.watch:
                 yield self
         finally:
+            self.watch = None
             for handle in handles:
                 handle.remove()
             self.producer.clear()

@@ -18,7 +18,11 @@ DEFAULT_EPSILON = 1e-6
 
 def stabilize(z: torch.Tensor, epsilon: float) -> torch.Tensor:
     """``z + epsilon * sign(z)`` with ``sign(0) = +1``."""
-    return torch.where(z >= 0, z + epsilon, z - epsilon)
+    if z.dtype in (torch.float32, torch.float64):
+        # ±epsilon as (z >= 0) * 2 eps - eps: bit-identical to the torch.where form (2 eps is exact in
+        # binary, and z + (-eps) == z - eps) and ~3x faster, the where being the slow part of every rule
+        return (z >= 0).to(z.dtype).mul_(2 * epsilon).sub_(epsilon).add_(z)
+    return torch.where(z >= 0, z + epsilon, z - epsilon)  # half types: 2 eps may round differently
 
 
 def divide(relevance: torch.Tensor, z: torch.Tensor, epsilon: float) -> torch.Tensor:
