@@ -104,3 +104,24 @@ def test_vit_removal_numbers_on_the_shipped_vit():
     assert best > worst
     with pytest.raises(ValueError, match="unknown ranking"):
         attention_study.patch_scores(model, x, target, "saliency")
+
+
+def test_over_trained_seeds_records_the_seeds_that_do_not_train():
+    from types import SimpleNamespace
+
+    from lrp_widgets.zoo.path_study import over_trained_seeds
+
+    x = torch.eye(2).repeat(4, 1)
+    labels = x.argmax(1)
+
+    def train_seed(seed):  # odd seeds "do not train": their labels are the wrong ones
+        model = torch.nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            model.weight.copy_(torch.eye(2))
+        y = labels if seed % 2 == 0 else 1 - labels
+        return model, SimpleNamespace(test=SimpleNamespace(x=x, y=y))
+
+    rows = over_trained_seeds(train_seed, lambda model, data, seed: {"measured": seed}, n_models=2, max_seed=9, min_accuracy=0.5)
+    assert [row["seed"] for row in rows] == [0, 1, 2]  # stops once two have trained
+    assert [row.get("measured") for row in rows] == [0, None, 2]
+    assert [row["test_accuracy"] for row in rows] == [1.0, 0.0, 1.0]

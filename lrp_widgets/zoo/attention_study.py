@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from ..train import accuracy
 from ..transformers import attention_maps, attention_rollout
-from .path_study import trained_seed
+from .path_study import over_trained_seeds, trained_seed
 
 METHODS = ("AttnLRP", "CP-LRP", "gradient x input", "attention rollout", "random")
 COMPOSITE = {"AttnLRP": "attnlrp", "CP-LRP": "cp_lrp"}
@@ -87,13 +86,7 @@ def vit_seed_numbers(model, x, seed: int, steps: int = 6) -> dict:
 def vit_removal(n_models: int = 3, max_seed: int = 5, min_accuracy: float = 0.5, n_images: int = 192, steps: int = 6) -> dict:
     """Per seed of the shapes_vit recipe: test accuracy and (if it trained) :func:`vit_seed_numbers`
     on the first ``n_images`` test images. One row per seed tried."""
-    rows: list = []
-    for seed in range(max_seed + 1):
-        if sum(1 for row in rows if "aopc" in row) >= n_models:
-            break
-        model, data = trained_vit(seed)
-        row: dict = {"seed": seed, "test_accuracy": accuracy(model, data.test.x, data.test.y)}
-        rows.append(row)
-        if row["test_accuracy"] >= min_accuracy:
-            row.update(vit_seed_numbers(model, data.test.x[:n_images], seed, steps))
-    return {"rows": rows}
+    def measure(model, data, seed):
+        return vit_seed_numbers(model, data.test.x[:n_images], seed, steps)
+
+    return {"rows": over_trained_seeds(trained_vit, measure, n_models, max_seed, min_accuracy)}

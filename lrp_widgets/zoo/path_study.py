@@ -58,6 +58,23 @@ def trained_seed(name: str, seed: int):
     return model.eval(), data
 
 
+def over_trained_seeds(train_seed, measure, n_models: int, max_seed: int, min_accuracy: float) -> list:
+    """One row per seed 0, 1, ... of ``train_seed(seed) -> (model, data)``: the seed and its test
+    accuracy, plus ``measure(model, data, seed)`` (a dict) where the model trained (test accuracy >=
+    ``min_accuracy``); stops once ``n_models`` have trained. A seed that does not train is recorded
+    and skipped, so a study reports its failures instead of hiding them."""
+    rows: list = []
+    for seed in range(max_seed + 1):
+        if sum(1 for row in rows if len(row) > 2) >= n_models:
+            break
+        model, data = train_seed(seed)
+        row: dict = {"seed": seed, "test_accuracy": accuracy(model, data.test.x, data.test.y)}
+        rows.append(row)
+        if row["test_accuracy"] >= min_accuracy:
+            row.update(measure(model, data, seed))
+    return rows
+
+
 def trained_minivgg(seed: int):
     """The shapes_minivgg recipe with seed ``seed`` (see :func:`trained_seed`); seed 0 is the zoo model."""
     return trained_seed("shapes_minivgg", seed)
@@ -186,7 +203,7 @@ def load_results(results_dir: Path | str = RESULTS_DIR) -> dict:
     """The cached study (see :func:`run`)."""
     path = Path(results_dir) / f"{NAME}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"the path study has not been run; run `python -m lrp_widgets.zoo.path_study`")
+        raise FileNotFoundError("the path study has not been run; run `python -m lrp_widgets.zoo.path_study`")
     return json.loads(path.read_text())
 
 

@@ -19,10 +19,10 @@ import torch
 
 from .. import data as datasets
 from .. import models
-from ..esn import ESN, effective_radius, explain_esn, image_to_sequence, measure_decay_rate, readout_leak, suggest_leak_rate
+from ..esn import ESN, effective_radius, explain_esn, image_to_sequence, readout_leak, suggest_leak_rate
 from ..train import accuracy, sparsity, train
 from .attention_study import vit_removal
-from .path_study import _object_share, trained_minivgg
+from .path_study import _object_share, over_trained_seeds, trained_minivgg
 from .rnn_study import rnn_comparison
 
 __all__ = ["Study", "STUDIES", "RESULTS_DIR", "run_study", "load_study", "paper_esn", "informative_share",
@@ -296,25 +296,15 @@ def composite_shares(n_models=5, max_seed=9, min_accuracy=0.9, n_samples=200) ->
     trained on shapes with seeds 0, 1, ... (seed 0 is the zoo model; a seed that does not train,
     test accuracy < ``min_accuracy``, is recorded without shares and skipped), pooled over the
     first ``n_samples`` test images of each seed's own data set. One row per seed tried."""
-    from ..engine import composites
     from ..engine.explain import explain
 
-    rows: list = []
-    for seed in range(max_seed + 1):
-        if sum(1 for row in rows if "shares" in row) >= n_models:
-            break
-        model, data = trained_minivgg(seed)
-        row: dict = {"seed": seed, "test_accuracy": accuracy(model, data.test.x, data.test.y)}
-        rows.append(row)
-        if row["test_accuracy"] < min_accuracy:
-            continue
+    def measure(model, data, seed):
         x = data.test.x[:n_samples]
         masks = np.asarray(data.test.masks[:n_samples], dtype=bool)
-        row["area"] = float(masks.mean())
-        row["shares"] = {}
-        for name in CNN_COMPOSITES:
-            row["shares"][name] = _object_share(explain(model, x, composite=name).relevance.sum(1).numpy(), masks)
-    return {"rows": rows}
+        shares = {name: _object_share(explain(model, x, composite=name).relevance.sum(1).numpy(), masks) for name in CNN_COMPOSITES}
+        return {"area": float(masks.mean()), "shares": shares}
+
+    return {"rows": over_trained_seeds(trained_minivgg, measure, n_models, max_seed, min_accuracy)}
 
 
 STUDIES: dict[str, Study] = {
