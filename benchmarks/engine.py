@@ -10,14 +10,13 @@ Run: ``python benchmarks/engine.py``
 from __future__ import annotations
 
 import copy
-import statistics
-import time
 import warnings
 
 import torch
 from torch import nn
 
 from lrp_widgets import explain
+from timing import timed  # benchmarks/timing.py (the script's folder is on sys.path)
 from lrp_widgets.models import MiniVGG
 
 
@@ -43,16 +42,6 @@ def gradient_x_input(model, x, target):
     return grad * x
 
 
-def timed(function, repeats):
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main():
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -67,12 +56,12 @@ def main():
         x = torch.rand(batch, 3, 32, 32)
         target = model(x).argmax(1)
         repeats = 100 if batch == 1 else 20
-        floor = timed(lambda: gradient_x_input(model, x, target), repeats)
+        floor = timed(lambda: gradient_x_input(model, x, target), repeats)[0]
         rows = [
             ("gradient x input (floor)", floor),
-            ("lrp_widgets epsilon_plus_flat", timed(lambda: explain(model, x, target=target, composite="epsilon_plus_flat"), repeats)),
-            ("lrp_widgets epsilon", timed(lambda: explain(model, x, target=target, composite="epsilon"), repeats)),
-            ("captum LRP (epsilon)", timed(lambda: LRP(captum_model).attribute(x, target=target), repeats)),
+            ("lrp_widgets epsilon_plus_flat", timed(lambda: explain(model, x, target=target, composite="epsilon_plus_flat"), repeats)[0]),
+            ("lrp_widgets epsilon", timed(lambda: explain(model, x, target=target, composite="epsilon"), repeats)[0]),
+            ("captum LRP (epsilon)", timed(lambda: LRP(captum_model).attribute(x, target=target), repeats)[0]),
         ]
         for name, seconds in rows:
             print(f"{batch:>5} {name:<32} {seconds * 1e3:>10.2f} {seconds / floor:>8.2f}")

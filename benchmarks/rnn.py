@@ -14,13 +14,12 @@ Run: ``python benchmarks/rnn.py`` (2 threads, as on the project machine; ``--thr
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 from torch import nn
 
 from lrp_widgets import explain
+from timing import timed  # benchmarks/timing.py (the script's folder is on sys.path)
 
 
 class Classifier(nn.Module):
@@ -36,17 +35,6 @@ class Classifier(nn.Module):
             return self.fc(out[:, -1])
         out, _ = self.rnn(x.transpose(0, 1))
         return self.fc(out[-1])
-
-
-def timed(function, repeats):
-    """(median, minimum) seconds: on a shared machine the minimum is the steadier estimate."""
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times)
 
 
 def gradient_x_input(model, x):

@@ -41,7 +41,7 @@ biases and stabilizers keep a share, reported as :attr:`RecurrentRelevance.leake
 
 Supported: ``nn.LSTM`` and ``nn.GRU``, batch_first or not, any number of layers, with or without
 biases, batched input ``(N, T, F)`` (or ``(T, N, F)``), optional initial states. Not supported
-(an :class:`UnsupportedModuleError` naming the module path and type): bidirectional modules,
+(an :class:`UnsupportedConfigurationError`, a kind of :class:`UnsupportedModuleError`, naming the module path and type): bidirectional modules,
 ``proj_size > 0``, packed sequences, unbatched input. Rules: Epsilon or Zero only (the
 composite's rule for the module's type or name; by default the rule the composite gives
 ``nn.Linear``, else ``Epsilon()``).
@@ -54,7 +54,7 @@ import torch
 from torch import nn
 
 from . import recurrent_cells, rules
-from .errors import UnsupportedConfigurationError as UnsupportedModuleError
+from .errors import UnsupportedConfigurationError
 from .results import ConservationTable
 from .types import RECURRENT
 
@@ -144,26 +144,26 @@ def check_call(module: nn.Module, name: str, args: tuple) -> None:
     """Refuse configurations the rules do not cover, naming the module and the fix."""
     where = f"module '{name}' ({type(module).__module__}.{type(module).__name__})"
     if getattr(module, "bidirectional", False):
-        raise UnsupportedModuleError(
+        raise UnsupportedConfigurationError(
             f"{where} is bidirectional; LRP through time supports unidirectional LSTM/GRU only. "
             "Use bidirectional=False, or two unidirectional modules (one on the flipped sequence) joined by torch.cat."
         )
     if getattr(module, "proj_size", 0):
-        raise UnsupportedModuleError(
+        raise UnsupportedConfigurationError(
             f"{where} has proj_size={module.proj_size}; LSTMs with projections are not supported. "
             "Use proj_size=0 and an nn.Linear on the output instead."
         )
     if type(module) not in RECURRENT:
-        raise UnsupportedModuleError(f"{where}: only nn.LSTM and nn.GRU themselves are supported, not subclasses")
+        raise UnsupportedConfigurationError(f"{where}: only nn.LSTM and nn.GRU themselves are supported, not subclasses")
     data = args[0] if args else None
     if isinstance(data, nn.utils.rnn.PackedSequence):
-        raise UnsupportedModuleError(
+        raise UnsupportedConfigurationError(
             f"{where} received a PackedSequence; LRP through time needs a padded tensor (N, T, F). "
             "Pass equal-length (padded) sequences, or explain each length group separately."
         )
     if not isinstance(data, torch.Tensor) or data.dim() != 3:
         shape = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
-        raise UnsupportedModuleError(
+        raise UnsupportedConfigurationError(
             f"{where} received input {shape}; LRP through time needs a batched 3-d input "
             f"({'(N, T, F) with batch_first=True' if module.batch_first else '(T, N, F)'})."
         )
