@@ -1,25 +1,27 @@
 """LRP through time benchmark: a 32-step, 64-unit LSTM (and GRU) classifier on a batch of 64.
 
-The goal (issue 18): explaining costs at most 4x the model's forward pass. Times, in one run,
-medians: the forward pass alone (``torch.no_grad``), gradient x input (forward with autograd +
-one backward, for scale), and ``explain(..., composite="epsilon")``; prints the ratios to the
-forward pass. Also one and two layers, batch_first or not, and the GRU. The forward runs
+The goal (issue 18): explaining costs at most 4x the model's forward pass. Each round calls, back
+to back, the forward pass alone (``torch.no_grad``, the strictest yardstick), gradient x input
+(forward with autograd + one backward, for scale) and ``explain(..., composite="epsilon")``, so all
+three see the same machine load; prints median times and the median (quartiles) of the per-round
+ratios explain / forward, with 1 and with 2 threads (the project machine has 2 cores). Also one and two layers, batch_first or not, and the GRU. The forward runs
 torch's fused LSTM/GRU kernel, which does not return the gates; the explanation recomputes them
 for all steps at once from torch's hidden sequence, runs the cell-state recursion, and walks the
 relevance back a few small operations per step (``lrp_widgets/engine/recurrent_cells.py`` says what
 bounds the cost).
 
-Run: ``python benchmarks/rnn.py`` (2 threads, as on the project machine; ``--threads 1`` for one)
+Run: ``python benchmarks/rnn.py`` (``--threads 2`` for one thread count only)
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 
 import torch
 from torch import nn
 
 from lrp_widgets import explain
-from timing import timed  # benchmarks/timing.py (the script's folder is on sys.path)
+from timing import interleaved, ratio  # benchmarks/timing.py (the script's folder is on sys.path)
 
 
 class Classifier(nn.Module):
@@ -46,31 +48,35 @@ def gradient_x_input(model, x):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=40)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     steps, batch, features = 32, 64, 16
     x = torch.randn(batch, steps, features)
-    print(f"{steps} steps x {features} features, batch {batch}, 64 hidden units, float32, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), medians of {args.repeats}")
-    print("median (minimum) ms")
-    print(f"{'model':<24} {'forward':>14} {'grad x input':>14} {'explain':>14} {'explain / forward':>20}")
-    for cell, layers, batch_first in [(nn.LSTM, 1, True), (nn.LSTM, 1, False), (nn.LSTM, 2, True), (nn.GRU, 1, True)]:
-        model = Classifier(cell, features=features, layers=layers, batch_first=batch_first).eval()
+    print(f"{steps} steps x {features} features, batch {batch}, 64 hidden units, float32, torch {torch.__version__}; "
+          f"medians of {args.rounds} interleaved rounds")
+    print(f"{'model':<24} {'threads':>7} {'forward ms':>10} {'gxi ms':>8} {'explain ms':>10} "
+          f"{'explain / forward (quartiles)':>30}")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for cell, layers, batch_first in [(nn.LSTM, 1, True), (nn.LSTM, 1, False), (nn.LSTM, 2, True), (nn.GRU, 1, True)]:
+            model = Classifier(cell, features=features, layers=layers, batch_first=batch_first).eval()
 
-        def forward():
-            with torch.no_grad():
-                model(x)
+            def forward():
+                with torch.no_grad():
+                    model(x)
 
-        floor = timed(forward, args.repeats)
-        gradient = timed(lambda: gradient_x_input(model, x), args.repeats)
-        lrp = timed(lambda: explain(model, x, composite="epsilon"), args.repeats)
-        name = f"{cell.__name__} {layers} layer{'s' if layers > 1 else ''}{'' if batch_first else ' (T, N, F)'}"
-        cells = [f"{m * 1e3:.2f} ({low * 1e3:.2f})" for m, low in (floor, gradient, lrp)]
-        ratio = f"{lrp[0] / floor[0]:.1f} ({lrp[1] / floor[1]:.1f})"
-        print(f"{name:<24} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14} {ratio:>20}")
+            times = interleaved({
+                "forward": forward,
+                "gradient": lambda: gradient_x_input(model, x),
+                "explain": lambda: explain(model, x, composite="epsilon"),
+            }, args.rounds)
+            median, low, high = ratio(times["explain"], times["forward"])
+            name = f"{cell.__name__} {layers} layer{'s' if layers > 1 else ''}{'' if batch_first else ' (T, N, F)'}"
+            ms = [statistics.median(times[key]) * 1e3 for key in ("forward", "gradient", "explain")]
+            print(f"{name:<24} {threads:>7} {ms[0]:>10.2f} {ms[1]:>8.2f} {ms[2]:>10.2f} "
+                  f"{median:>14.2f} ({low:.2f}-{high:.2f})")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ BENCHMARKS = {
     "engine": ("Engine", []),
     "graph": ("Graph path (models as written) against the hook path", []),
     "esn": ("Echo state network", ["--timing"]),
-    "rnn": ("LSTM/GRU", ["--threads", "1"]),
+    "rnn": ("LSTM/GRU", []),
     "attention": ("Attention (AttnLRP on the tiny ViT)", []),
     "removal": ("Removal curves", []),
     "paths": ("Paths", []),

@@ -1,4 +1,4 @@
-"""The benchmarks' one timer."""
+"""The benchmarks' timers."""
 from __future__ import annotations
 
 import statistics
@@ -17,3 +17,28 @@ def timed(function, repeats: int) -> tuple[float, float]:
         function()
         times.append(time.perf_counter() - start)
     return statistics.median(times), min(times)
+
+
+def interleaved(functions: dict, rounds: int) -> dict:
+    """Seconds of each of ``functions`` (name -> callable) per round, all called once a round in turn.
+
+    Calling them back to back within a round means every one sees the same machine load, so the
+    per-round ratios (:func:`ratio`) are steadier than ratios of separately taken medians on a shared
+    machine. One warm-up round first. Returns name -> list of ``rounds`` times.
+    """
+    for function in functions.values():
+        function()
+    times = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def ratio(numerator: list, denominator: list) -> tuple[float, float, float]:
+    """(median, lower quartile, upper quartile) of the per-round ratios ``numerator / denominator``."""
+    ratios = [a / b for a, b in zip(numerator, denominator)]
+    low, median, high = statistics.quantiles(ratios, n=4)
+    return statistics.median(ratios), low, high

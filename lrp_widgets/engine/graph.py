@@ -343,5 +343,6 @@ def _as_written(session, model: nn.Module, x, needed: bool = False):
 def _restart(session) -> None:
     """Forget what the stopped hook-path forward pass recorded (the hooks stay attached)."""
     tokens = session.tokens
+    torch._C._set_grad_enabled(True)  # as explain runs the forward (a recurrent module's call turns it off)
     session.__init__(session.model, session.composite, session.record_layers, session.masks)
     session.tokens = tokens

@@ -323,6 +323,11 @@ class Session:
                 self.pending.append(None)
                 return None
             self.pending.append(args)
+            if kind == "recurrent":
+                # its output is taken as data (recurrent.py gives it its own backward): torch's kernel runs
+                # without recording autograd; _leaf_leave turns recording back on (explain's enable_grad
+                # does, should the module raise)
+                torch._C._set_grad_enabled(False)
             if getattr(module, "inplace", False):
                 # run the in-place op on a copy: the original input must stay intact for the rules
                 return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
@@ -337,6 +342,7 @@ class Session:
             if original is None:
                 return None
             if self.kinds[module] == "recurrent":  # one stage with several outputs (recurrent.py)
+                torch._C._set_grad_enabled(True)  # off since _leaf_enter; explain runs with grad enabled
                 return recurrent.attach(self, self._new_call(module, name), original, output)
             if not isinstance(output, torch.Tensor):
                 raise UnsupportedModuleError(

@@ -1,20 +1,24 @@
 """The arithmetic of LRP through LSTM and GRU layers: the kept forward quantities and the backward.
 
 Formulas: :mod:`lrp_widgets.engine.recurrent` (REFERENCE.md section 6). Everything here is time
-first, ``(T, N, .)``. Two choices keep the cost near a forward pass:
+first, ``(T, N, .)``. Three choices keep the cost near a forward pass:
 
 * the forward quantities come from the hidden sequences torch's fused kernel computed, so the
   gates of all steps are one matrix product per gate on ``[x_t, h_{t-1}, 1]``, not a loop (only
   LSTM's cell state ``c_t``, which torch does not return, takes one element-wise op per step);
   the LSTM's output gate, which takes no relevance, is not recomputed;
+* ``tanh(p)`` is computed as ``2 sigmoid(2p) - 1`` (for the LSTM inside the gates' one sigmoid, its
+  g rows doubled, which is exact): torch's CPU tanh costs ~3.5x its sigmoid. In float32 this moves
+  ``g`` by up to ~1e-7 absolute, the size of the rounding already in the recomputed ``c_t``;
 * every epsilon split is a fixed per-unit factor once the forward is known
   (``R_part = part / stab(z) * R``), so the factors are computed for all steps at once and the
-  backward loop is one (N, H) x (H, H) product and two (GRU) or three (LSTM) element-wise ops
-  per step, written into preallocated buffers through per-step views made by ``unbind``.
+  backward loop is one (N, H) x (H, H) product and two element-wise ops per step, written into
+  preallocated buffers through per-step views made by ``unbind``; what does not feed the next
+  step (the hidden-state relevance of the LSTM) is computed after the loop, for all steps at once.
 
 What bounds the cost (benchmarks/rnn.py): the products above are the forward's own
 multiply-adds again (3/4 of them for the LSTM); the rest is memory-bound element-wise passes over
-(T, N, H) and, per step, the fixed cost of launching a few small ops.
+(T, N, H) and, per step, the fixed cost of launching a few small ops and making their views.
 """
 from __future__ import annotations
 
@@ -74,29 +78,40 @@ def lstm_trace(x, h, h0, c0, weights, epsilon):
     weight_ih, weight_hh, bias_ih, bias_hh = weights
     steps, batch, H = h.shape
     # [x_t, h_{t-1}, 1] @ [W_ih, W_hh, b]^T, one product per gate into its own contiguous block,
-    # for the gates i, f and g only (the gate o takes no relevance)
+    # for the gates i, f and g only (the gate o takes no relevance). The g rows are doubled (exact in
+    # floating point), so that one sigmoid over the three blocks also gives tanh(p) = 2 sigmoid(2p) - 1:
+    # torch's tanh costs ~3.5x its sigmoid on the CPU.
     joined = _joined(x, h, h0, bias_ih is not None)
     parts = [weight_ih[:3 * H], weight_hh[:3 * H]]
     if bias_ih is not None:
         parts.append((bias_ih[:3 * H] + bias_hh[:3 * H])[:, None])
-    pre = x.new_empty(3, steps, batch, H)
-    _gates(joined.view(steps * batch, -1), torch.cat(parts, dim=1), pre)
-    i, f = torch.sigmoid(pre[:2]).unbind()
-    pre_g = pre[2]
-    ig = torch.tanh(pre_g).mul_(i)
-    c = x.new_empty(steps + 1, batch, H)
-    c[0] = c0
+    weight = torch.cat(parts, dim=1)
+    weight[2 * H:].mul_(2)
+    blocks = x.new_empty(4, steps, batch, H)  # i, f, g pre-activations (2 pre_g, then pre_g), then c_1 .. c_T
+    _gates(joined.view(steps * batch, -1), weight, blocks[:3])
+    gates = torch.sigmoid(blocks[:3])
+    i, f, ig = gates.unbind()
+    ig.mul_(2).sub_(1).mul_(i)  # i tanh(pre_g)
+    blocks[2].mul_(0.5)
+    c = blocks[3]
     ig_steps, f_steps, c_steps = ig.unbind(), f.unbind(), c.unbind()
-    for t in range(steps):  # torch returns c_T only
-        torch.addcmul(ig_steps[t], f_steps[t], c_steps[t], out=c_steps[t + 1])
-    inv_c, keep_c = _factors(c[1:], epsilon)
-    inv_g, keep_g = _factors(pre_g, epsilon)
+    torch.addcmul(ig_steps[0], f_steps[0], c0, out=c_steps[0])
+    for t in range(1, steps):  # torch returns c_T only
+        torch.addcmul(ig_steps[t], f_steps[t], c_steps[t - 1], out=c_steps[t])
+    inverse, keep = _factors(blocks[2:], epsilon)  # of pre_g and c at once
+    (inv_g, inv_c), (keep_g, keep_c) = inverse.unbind(), keep.unbind()
+    # per unit of R_c(t): [s_g = R_g / stab(pre_g), the share of R_c(t-1)], as (2, T, N, H) so that the
+    # backward loop takes both in one multiplication
+    pair = x.new_empty(2, steps, batch, H)
     to_g = ig.mul_(inv_c)  # R_g = i g / stab(c) R_c (signal-take-all: the gate i gets none)
+    torch.mul(to_g, inv_g, out=pair[0])
+    torch.mul(f[0], c0, out=pair[1, 0])
+    torch.mul(f[1:], c[:-1], out=pair[1, 1:])
+    pair[1].mul_(inv_c)  # R_c(t-1) = f c_{t-1} / stab(c_t) R_c(t)
     return {
         "x": x, "h": h, "h0": h0,  # h_{t-1}: h[t - 1], and h0 at t = 0
-        "to_cell": f.mul_(c[:-1]).mul_(inv_c),  # R_c(t-1) = f c_{t-1} / stab(c_t) R_c(t)
+        "pair": pair,
         "keep": keep_c.addcmul_(to_g, keep_g),  # stabilizers' share, per unit of R_c(t)
-        "to_pre_g": to_g.mul_(inv_g),  # s_g = R_g / stab(pre_g), per unit of R_c(t)
     }
 
 
@@ -128,22 +143,22 @@ def gru_trace(x, h, h0, weights, epsilon):
     bias = bias_ih is not None
     joined = _joined(x, h, h0, bias)
     flat, h_prev = joined.view(steps * batch, -1), joined[..., F:F + H]
-    # blocks: pre-activations of r and z, W_in x + b_in, W_hn h + b_hn
-    blocks = x.new_empty(4, steps, batch, H)
+    # blocks: pre-activations of r and z, W_in x + b_in (then pre_n), h_t, W_hn h + b_hn
+    blocks = x.new_empty(5, steps, batch, H)
     parts = [weight_ih[:2 * H], weight_hh[:2 * H]] + ([(bias_ih[:2 * H] + bias_hh[:2 * H])[:, None]] if bias else [])
     _gates(flat, torch.cat(parts, dim=1), blocks[:2])
     if bias:
         torch.addmm(bias_ih[2 * H:], flat[:, :F], weight_ih[2 * H:].T, out=blocks[2].view(-1, H))
-        torch.mm(flat[:, F:], torch.cat([weight_hh[2 * H:], bias_hh[2 * H:, None]], dim=1).T, out=blocks[3].view(-1, H))
+        torch.mm(flat[:, F:], torch.cat([weight_hh[2 * H:], bias_hh[2 * H:, None]], dim=1).T, out=blocks[4].view(-1, H))
     else:
         torch.mm(flat[:, :F], weight_ih[2 * H:].T, out=blocks[2].view(-1, H))
-        torch.mm(flat[:, F:], weight_hh[2 * H:].T, out=blocks[3].view(-1, H))
+        torch.mm(flat[:, F:], weight_hh[2 * H:].T, out=blocks[4].view(-1, H))
     r, z = torch.sigmoid(blocks[:2]).unbind()
-    pre_n = blocks[2].addcmul_(r, blocks[3])
-    n = torch.tanh(pre_n)
-    h_now = torch.lerp(n, h_prev, z)  # (1 - z) n + z h_{t-1}, the denominator of the first split
-    inv_h, keep_h = _factors(h_now, epsilon)
-    inv_n, keep_n = _factors(pre_n, epsilon)
+    pre_n = blocks[2].addcmul_(r, blocks[4])
+    n = torch.mul(pre_n, 2).sigmoid_().mul_(2).sub_(1)  # tanh(p) = 2 sigmoid(2p) - 1: torch's tanh is ~3.5x slower
+    h_now = torch.lerp(n, h_prev, z, out=blocks[3])  # (1 - z) n + z h_{t-1}, the denominator of the first split
+    inverse, keep = _factors(blocks[2:4], epsilon)  # of pre_n and h_t at once
+    (inv_n, inv_h), (keep_n, keep_h) = inverse.unbind(), keep.unbind()
     to_n = torch.rsub(z, 1).mul_(n).mul_(inv_h)  # R_n per unit of R_h(t)
     to_pre_n = torch.mul(to_n, inv_n)
     # per step, [r s_n, R_h(t-1) direct share] per unit of R_h(t): one multiplication in the backward loop
@@ -163,23 +178,32 @@ def lstm_backward(trace, weights, R_seq, R_h_final, R_c_final):
     weight_ih, weight_hh, bias_ih, bias_hh = weights
     H = weight_hh.shape[1]
     W_ig, W_hg = weight_ih[2 * H:3 * H], weight_hh[2 * H:3 * H]
-    to_cell, to_pre_g = trace["to_cell"], trace["to_pre_g"]
+    pair, h = trace["pair"], trace["h"]
     last = R_seq.shape[0] - 1
-    hidden, cell, s_g = (R_seq.new_empty(R_seq.shape) for _ in range(3))  # time first, whatever R_seq's layout
-    back = R_seq.new_empty(R_seq.shape[1:])  # s_g W_hg of one step
+    # P[:, t] = [s_g(t), R(t-1) + f c_{t-1} / stab(c_t) R_c(t)]: R_c(t-1) is P[1, t] plus what comes
+    # back through the gate g, h_{t-1} (s_g(t) W_hg); three ops a step, all factors from the trace
+    P = R_seq.new_empty(2, *R_seq.shape)
+    P[0].zero_()
+    P[1, 0].zero_()
+    P[1, 1:] = R_seq[:-1]
+    cell, back = R_seq.new_empty(R_seq.shape), R_seq.new_empty(R_seq.shape)  # time first, whatever R_seq's layout
+    hidden_last = R_seq[last] + R_h_final
+    torch.add(hidden_last, R_c_final, out=cell[last])  # the gate o takes none
     # per-step views made in one call each (indexing in the loop costs as much as the arithmetic)
-    R_steps, h_steps, to_cell_steps, to_pre_g_steps = R_seq.unbind(), trace["h"].unbind(), to_cell.unbind(), to_pre_g.unbind()
-    hidden_steps, cell_steps, s_g_steps = hidden.unbind(), cell.unbind(), s_g.unbind()
-    torch.add(R_steps[last], R_h_final, out=hidden_steps[last])
-    torch.add(hidden_steps[last], R_c_final, out=cell_steps[last])  # the gate o takes none
-    for t in range(last, 0, -1):  # four ops a step: all factors were computed in the trace
-        torch.mul(to_pre_g_steps[t], cell_steps[t], out=s_g_steps[t])
-        torch.mm(s_g_steps[t], W_hg, out=back)
-        torch.addcmul(R_steps[t - 1], h_steps[t - 1], back, out=hidden_steps[t - 1])
-        torch.addcmul(hidden_steps[t - 1], to_cell_steps[t], cell_steps[t], out=cell_steps[t - 1])
-    torch.mul(to_pre_g[0], cell[0], out=s_g[0])
-    first = (trace["h0"] * (s_g[0] @ W_hg), to_cell[0] * cell[0])
+    P_steps, pair_steps, s_g_steps, carry_steps = P.unbind(1), pair.unbind(1), P[0].unbind(), P[1].unbind()
+    cell_steps, back_steps, h_steps = cell.unbind(), back.unbind(), h.unbind()
+    for t in range(last, 0, -1):
+        P_steps[t].addcmul_(pair_steps[t], cell_steps[t])
+        torch.mm(s_g_steps[t], W_hg, out=back_steps[t])
+        torch.addcmul(carry_steps[t], h_steps[t - 1], back_steps[t], out=cell_steps[t - 1])
+    P_steps[0].addcmul_(pair_steps[0], cell_steps[0])
+    torch.mm(s_g_steps[0], W_hg, out=back_steps[0])
+    hidden = torch.empty_like(cell)
+    torch.addcmul(R_seq[:-1], h[:-1], back[1:], out=hidden[:-1])  # all that reaches h_t
+    hidden[last] = hidden_last
+    first = (trace["h0"] * back[0], P[1, 0])
     kept = trace["keep"].mul_(cell).sum(dim=(0, 2))  # the trace is used once
+    s_g = P[0]
     if bias_ih is None:
         R_x = trace["x"] * _affine(s_g, W_ig.T)
     else:  # s_g W_ig and s_g b_g in one product
