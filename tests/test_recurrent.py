@@ -325,3 +325,21 @@ def test_arithmetic_on_the_outputs_is_named():
     assert result.relevance.shape == x.shape and "lstm" not in result.recurrent
     assert "rnn" in result.recurrent
     np.testing.assert_allclose(result.recurrent["rnn"].conservation().residual(), 0.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("grad_enabled", [True, False])
+def test_grad_mode_is_the_callers_after_explain(grad_enabled):
+    # the recurrent kernel runs with autograd recording off inside explain; the caller's mode comes back,
+    # also when the module raises in the middle of the forward pass
+    model = make(nn.LSTM)
+    good = torch.randn(2, STEPS, FEATURES, dtype=torch.float64)
+    bad = torch.randn(2, STEPS, FEATURES + 1, dtype=torch.float64)
+    with torch.set_grad_enabled(grad_enabled):
+        result = explain(model, good)
+        assert torch.is_grad_enabled() is grad_enabled
+        assert result.relevance.shape == good.shape and result.relevance.abs().sum() > 0
+        with pytest.raises(InputError, match="rejected an input of shape"):
+            explain(model, bad)
+        assert torch.is_grad_enabled() is grad_enabled
+        again = explain(model, good)  # and the next explanation is unaffected
+        torch.testing.assert_close(again.relevance, result.relevance, rtol=0, atol=0)
