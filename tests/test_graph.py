@@ -442,3 +442,24 @@ def test_graph_run_still_watches_a_container_called_whole():
     assert graph.trace(model).nodes[2].op == "call_module"
     with pytest.raises(FunctionalCallError, match="`add`"):
         explain(model, torch.randn(2, 8), target=0, graph=True)
+
+
+@pytest.mark.parametrize("graph_path", [False, True])
+def test_explain_leaves_no_reference_cycles(graph_path):
+    # an explanation's calls, rules and tensors are freed when explain returns, not at the next gc run (a cycle
+    # per call kept every relevance and activation of a transformer's explanation alive: memory, and page faults)
+    import gc
+
+    model = zoo.load("shapes_vit") if graph_path else zoo.load("shapes_minivgg")
+    x = zoo.dataset("shapes_vit").test.x[:4] if graph_path else _zoo_input("shapes_minivgg")
+    explain(model, x, composite="attnlrp" if graph_path else "epsilon_plus_flat")  # traced, cached
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        result = explain(model, x, composite="attnlrp" if graph_path else "epsilon_plus_flat", layers=True)
+        del result
+        assert gc.collect() == 0
+    finally:
+        if enabled:
+            gc.enable()

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrp_widgets import composites, explain, rules
-from lrp_widgets.engine import operations
+from lrp_widgets.engine import operations, ops
 from tests import operations_reference as reference
 from tests.operations_reference import Op
 
@@ -240,3 +240,43 @@ def test_move_op_vjp_is_autograds(target, function):
 def test_move_op_falls_back_to_autograd():
     assert type(operations.move_op(lambda t, u: torch.cat([t, u]), torch.cat, 2)) is operations.TensorsOp
     assert type(operations.move_op(lambda t: t.permute(2, 0, 1), "permute", 1)) is operations.TensorsOp
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_matmul_pair_op_vjp_is_autograds(dtype, transposed):
+    # the written-out vjp of a product of two activations is autograd's, bit for bit, on attention's layouts
+    # (heads split off by a transpose, so the factors are not contiguous)
+    torch.manual_seed(0)
+    x = torch.randn(8, 7, 3 * 12, dtype=dtype)
+    q, k, v = (t.unflatten(-1, (3, 4)).transpose(1, 2) for t in x.split(12, -1))
+    a, b = (q, k) if transposed else (torch.softmax(torch.randn(8, 3, 7, 7, dtype=dtype), -1), v)
+
+    def function(t, u):
+        return t @ (u.transpose(-1, -2) if transposed else u)
+
+    op = operations.MatMulPairOp(function, transposed=transposed)
+    assert op.fits(a, b)
+    s = torch.randn_like(function(a, b))
+    fast, slow = op.vjp((a, b), None, s), operations.TensorsOp(function).vjp((a, b), None, s)
+    assert all(f.shape == t.shape and torch.equal(f, g) for f, g, t in zip(fast, slow, (a, b)))
+
+
+def test_matmul_pair_op_fits_only_equal_batch_axes():
+    assert not operations.MatMulPairOp.fits(torch.randn(3, 4), torch.randn(4, 5))
+    assert not operations.MatMulPairOp.fits(torch.randn(2, 3, 4), torch.randn(4, 5))
+    assert not operations.MatMulPairOp.fits(torch.randn(2, 3, 4), torch.randn(1, 4, 5))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dim", [-1, 1])
+def test_softmax_op_vjp_is_autograds(dtype, dim):
+    a = torch.randn(4, 5, 6, dtype=dtype)
+    a[0, :, 0] = -1e30  # a masked key: weight 0
+
+    def function(t):
+        return torch.softmax(t, dim)
+
+    s = torch.randn(4, 5, 6, dtype=dtype)
+    fast = operations.SoftmaxOp(function, function(a), dim).vjp(a, None, s)
+    assert torch.equal(fast, ops.autograd_vjp(function, a, s))

@@ -103,3 +103,18 @@ def test_normalization_closed_form_vjp_is_autograds(module):
     a, s = torch.randn(4, 5, 6), torch.randn(4, 5, 6)
     function = ops.normalization(module, a)
     assert torch.equal(ops.FunctionOp(function).vjp(a, None, s), ops.autograd_vjp(function, a, s))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_stabilize_and_divide_equal_their_where_forms(dtype):
+    # the fast forms must give the where forms' numbers bit for bit, zeros of both signs, inf and nan included
+    z = torch.tensor([0.0, -0.0, 1e-9, -1e-9, 2.5, -3.0, float("inf"), float("-inf"), float("nan")], dtype=dtype)
+    R = torch.tensor([1.0, -2.0, 0.5, 3.0, -1.5, 0.0, 1.0, 2.0, 1.0], dtype=dtype)
+    eps = 1e-6
+    slow = torch.where(z >= 0, z + eps, z - eps)
+    assert torch.equal(rules.stabilize(z, eps).isnan(), slow.isnan())
+    assert torch.equal(rules.stabilize(z, eps)[:-1], slow[:-1])
+    zero = torch.where(z == 0, torch.zeros_like(z), R / torch.where(z == 0, torch.ones_like(z), z))
+    fast = rules.divide(R, z, 0.0)
+    assert torch.equal(fast[:-1], zero[:-1]) and fast[-1].isnan() and zero[-1].isnan()
+    assert torch.equal(fast[:2].signbit(), zero[:2].signbit())  # +0, not -0, where z is 0

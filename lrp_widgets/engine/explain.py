@@ -258,6 +258,7 @@ def explain(
         unknown = sorted(set(masks) - called)
         if unknown:
             raise InputError(f"masks name modules the forward pass did not call: {unknown}; called: {sorted(called)}")
+    session.calls.clear()  # the calls refer to the session: without the cycle, their tensors go now, not at the next gc
     ordered = sorted(session.records.items())
     stage_sums = [("output", start.detach().sum(1))]
     stage_sums += [(name, _per_sample_sum(tensors, session.batch_dims.get(index, 0)))

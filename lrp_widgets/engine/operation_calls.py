@@ -10,6 +10,7 @@ their rules are in :mod:`~lrp_widgets.engine.operations`; the graph path (``grap
 from __future__ import annotations
 
 import inspect
+import operator
 
 import torch
 import torch.nn.functional as F
@@ -19,8 +20,9 @@ from torch.fx.node import map_aggregate
 from . import ops, rules
 from .errors import CompositeError
 from .operations import (
-    DIVIDE, SUBTRACT, Activation, Add, FunctionalConv, FunctionalConvOp, FunctionalLinear, Gated, MatMul, MatMulOp,
-    MaxPool, Mean, Move, Product, Scale, Shape, Softmax, Split, TensorsOp, Uniform, move_op,
+    DIVIDE, SUBTRACT, Activation, Add, AttentionScores, AttentionValues, FunctionalConv, FunctionalConvOp,
+    FunctionalLinear, Gated, MatMul, MatMulOp, MatMulPairOp, MaxPool, Mean, Move, Product, Scale, Shape, Softmax,
+    SoftmaxOp, Split, TensorsOp, Uniform, move_op,
 )
 from .propagation import _Propagate
 
@@ -151,7 +153,7 @@ def configure(call: OperationCall, composite, first_done: bool, target, args, kw
         call.rule = rule_for(composite, name, operation, like=operation) or default
         if not isinstance(call.rule, (Gated, Uniform)):
             raise CompositeError(f"the operation '{name}' multiplies two activations; it takes Gated or Uniform")
-        call.op, call.z = TensorsOp(function), output
+        call.op, call.z = _pair_op(operation, target, function, call.positions, args), output
     elif operation is Product:  # a product with (division by) a constant: a linear map, as BatchNorm's scale
         if target in DIVIDE and call.positions[0] not in (0, "input", "self"):
             return None  # 1 / x is not linear: no rule
@@ -166,7 +168,7 @@ def configure(call: OperationCall, composite, first_done: bool, target, args, kw
         rule_for(composite, name, Softmax)
         if not call.final and target in (F.log_softmax, torch.log_softmax, "log_softmax"):
             return None  # log_softmax inside a model: no rule
-        call.op, call.rule, call.z = ops.FunctionOp(function), rules.Zero(), output
+        call.op, call.rule, call.z = _softmax_op(target, function, output, call.positions, args, kwargs), rules.Zero(), output
     elif operation is Activation:
         call.rule = rule_for(composite, name, Activation) or rules.Pass()
         call.op = ops.FunctionOp(function)
@@ -204,6 +206,29 @@ def configure(call: OperationCall, composite, first_done: bool, target, args, kw
     return False
 
 
+#: matmuls of two activations whose vjp :class:`MatMulPairOp` writes out (else autograd's, by :class:`TensorsOp`)
+_MATMULS = {operator.matmul, torch.matmul, torch.bmm, "matmul", "bmm", "__matmul__"}
+
+
+def _pair_op(operation, target, function, positions, args):
+    """The linear map of a product of two activations (given as the call's first two arguments)."""
+    if issubclass(operation, MatMul) and positions == [0, 1] and MatMulPairOp.fits(args[0], args[1]):
+        if operation is AttentionScores:  # q @ k^T
+            return MatMulPairOp(function, transposed=True)
+        if operation is AttentionValues or target in _MATMULS:
+            return MatMulPairOp(function)
+    return TensorsOp(function)
+
+
+def _softmax_op(target, function, output, positions, args, kwargs):
+    """``softmax``'s linear map: autograd's backward on the output, where the output has the input's dtype."""
+    dim = _argument(args, kwargs, 1, "dim")
+    direct = target in (F.softmax, torch.softmax, "softmax") and positions == [0] and isinstance(dim, int)
+    if direct and output.dtype == args[0].dtype:
+        return SoftmaxOp(function, output, dim)
+    return ops.FunctionOp(function)
+
+
 #: what :func:`apply` returns for an operation without a rule (the caller names it in its error)
 NO_RULE = object()
 
@@ -234,6 +259,9 @@ def apply(session, name: str, operation, call, target, slots: list, positions: l
             return NO_RULE
         session.first_done = session.first_done or used_first
         session.calls.append(record)
+        # _Propagate returns an alias: the output the rule keeps (z) stays off the autograd graph (else z -> its
+        # grad_fn -> the call -> z, a reference cycle that keeps every tensor of the call alive until gc runs)
+        record.output = output.detach()
         return _Propagate.apply(record, *slots)
 
 

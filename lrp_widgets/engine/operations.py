@@ -208,6 +208,43 @@ class TensorsOp:
         return tuple(torch.zeros_like(t) if g is None else g for t, g in zip(tensors, grads))
 
 
+class MatMulPairOp(TensorsOp):
+    """``a @ b`` of two activations (``a @ b^T`` with ``transposed``: ``q @ k^T``), both with the same batch
+    axes (at least one): its vjp written out as autograd's backward of the product (the batch axes folded
+    as ``torch.matmul`` folds them, then ``bmm`` on the same layouts, so bit-identical), without building
+    a graph or computing the product again."""
+
+    def __init__(self, function, transposed: bool = False):
+        super().__init__(function)
+        self.transposed = transposed
+
+    @staticmethod
+    def fits(a: torch.Tensor, b: torch.Tensor) -> bool:
+        """Whether the product of ``a`` and ``b`` is one this op's vjp writes out (else: autograd)."""
+        return a.dim() == b.dim() >= 3 and a.shape[:-2] == b.shape[:-2]
+
+    def vjp(self, tensors, weight, s):
+        a, b = tensors
+        if self.transposed:
+            b = b.mT
+        left, right, s3 = (t.reshape(-1, *t.shape[-2:]) for t in (a, b, s))
+        grad_a = torch.bmm(s3, right.mT).reshape(a.shape)
+        grad_b = torch.bmm(left.mT, s3).reshape(b.shape)
+        return grad_a, grad_b.mT if self.transposed else grad_b
+
+
+class SoftmaxOp(ops.FunctionOp):
+    """``softmax(a, dim)`` with its output at hand: the vjp is autograd's softmax backward on that output
+    (the same kernel, so bit-identical), without computing the softmax again."""
+
+    def __init__(self, function, output: torch.Tensor, dim: int):
+        super().__init__(function)
+        self.output, self.dim = output, dim
+
+    def vjp(self, a, weight, s):
+        return torch._softmax_backward_data(s, self.output, self.dim, self.output.dtype)
+
+
 #: moves of one activation whose vector-Jacobian product is a reshape back to the input's shape
 _RESHAPES = {"flatten", "unflatten", "reshape", torch.flatten, torch.unflatten, torch.reshape}
 #: moves that undo themselves: their vector-Jacobian product is the move itself
