@@ -112,6 +112,7 @@ class Traced:
         self.gates = {n.name: self._gate_position(n, modules) for n in self.nodes if self.kinds.get(n.name) is operations.Product}
         output = next(n for n in reversed(self.nodes) if n.op == "output")
         self.final = {n.name for n in output.all_input_nodes}
+        self.plans = {n.name: _Plan(n, self) for n in self.nodes if n.op in ("call_function", "call_method")}
 
     def _gate_position(self, node: fx.Node, modules) -> int | None:
         """The position of the factor computed by a sigmoid (seen through reshapes), if exactly one is."""
@@ -128,6 +129,41 @@ class Traced:
     def run(self, session, model: nn.Module, x):
         """The model's output for ``x``, with relevance rules attached to every operation (in ``session``)."""
         return _Run(self, session, model).run(x)
+
+
+class _Plan:
+    """What running one operation node takes, worked out once per trace (not once per node per run).
+
+    ``args``/``kwargs`` hold the node's constants; ``refs`` say where each node it reads goes, whether
+    it is an activation (depends on the input) and so may carry relevance. Arguments that nest nodes
+    (``torch.cat([a, b])``) take the general path (``nested``).
+    """
+
+    __slots__ = ("node", "name", "method", "target", "kind", "gate", "final", "in_place", "args", "kwargs", "refs",
+                 "nested")
+
+    def __init__(self, node: fx.Node, traced: Traced):
+        self.node, self.name = node, node.name
+        self.method = node.op == "call_method"
+        self.target = operations.out_of_place(node.op, node.target)
+        self.kind = traced.kinds.get(node.name)
+        self.gate, self.final = traced.gates.get(node.name), node.name in traced.final
+        self.in_place = node.args[0].name if _in_place(node) else None
+        self.args, self.kwargs, self.refs = list(node.args), dict(node.kwargs), []
+        if "inplace" in self.kwargs:
+            self.kwargs["inplace"] = False
+        self.nested = False
+        for key, value in list(enumerate(node.args)) + list(node.kwargs.items()):
+            if isinstance(value, fx.Node):
+                self.refs.append((key, value.name, value.name in traced.activations))
+            elif _has_node(value):
+                self.nested = True
+
+
+def _has_node(value) -> bool:
+    found = []
+    map_arg(value, found.append)
+    return bool(found)
 
 
 class _Slot:
@@ -167,12 +203,51 @@ class _Run:
             elif node.op == "output":
                 return map_arg(node.args[0], lambda n: env[n.name])
             else:
-                env[node.name] = self._operation(node, env)
-                if _in_place(node):  # ran out of place: later uses of its input see the result, as in place
-                    env[node.args[0].name] = env[node.name]
+                plan = traced.plans[node.name]
+                env[node.name] = result = self._nested(node, env) if plan.nested else self._operation(plan, env)
+                if plan.in_place is not None:  # ran out of place: later uses of its input see the result, as in place
+                    env[plan.in_place] = result
         raise GraphTraceError("the traced graph has no output node")
 
-    def _operation(self, node: fx.Node, env: dict):
+    def _operation(self, plan: _Plan, env: dict):
+        """Run one operation node whose arguments are nodes or constants (none nested), with its rule."""
+        args, kwargs = list(plan.args), dict(plan.kwargs)
+        slots, positions = [], []
+        for key, name, activation in plan.refs:
+            value = env[name]
+            if activation and isinstance(value, torch.Tensor) and value.requires_grad:
+                slots.append(value)
+                positions.append(key)
+            if type(key) is int:
+                args[key] = value
+            else:
+                kwargs[key] = value
+        method, target = plan.method, plan.target
+
+        def call(*tensors):
+            a, k = list(args), dict(kwargs)
+            for key, tensor in zip(positions, tensors):
+                if type(key) is int:
+                    a[key] = tensor
+                else:
+                    k[key] = tensor
+            return getattr(a[0], target)(*a[1:], **k) if method else target(*a, **k)
+
+        if not slots:
+            with self.session._hook():  # constants and parameters: as written
+                return call()
+        return self._apply(plan, call, slots, positions, tuple(args), kwargs)
+
+    def _apply(self, plan: _Plan, call, slots, positions, args, kwargs):
+        result = operation_calls.apply(self.session, plan.name, plan.kind, call, plan.target, slots, positions, args,
+                                       kwargs, gate=plan.gate, final=plan.final)
+        if result is operation_calls.NO_RULE:
+            why = "has no LRP rule" if plan.kind is None else "has no LRP rule for these arguments"
+            raise _unsupported(self.model, plan.node, why)
+        return result
+
+    def _nested(self, node: fx.Node, env: dict):
+        """Run one operation node with nodes nested in its arguments (``torch.cat([a, b])``), with its rule."""
         traced, session = self.traced, self.session
         slots, positions = [], []
 
@@ -194,16 +269,11 @@ class _Run:
             a, k = map_aggregate((args, kwargs), lambda v: tensors[v.index] if isinstance(v, _Slot) else v)
             return getattr(a[0], target)(*a[1:], **k) if node.op == "call_method" else target(*a, **k)
 
-        operation = traced.kinds.get(node.name)
         concrete = map_aggregate((args, kwargs), lambda v: slots[v.index] if isinstance(v, _Slot) else v)
         if not slots:
             with session._hook():  # constants and parameters: as written
                 return call()
-        result = operation_calls.apply(session, node.name, operation, call, target, slots, positions, *concrete,
-                                       gate=traced.gates.get(node.name), final=node.name in traced.final)
-        if result is operation_calls.NO_RULE:
-            raise _unsupported(self.model, node, "has no LRP rule" if operation is None else "has no LRP rule for these arguments")
-        return result
+        return self._apply(traced.plans[node.name], call, slots, positions, *concrete)
 
 
 def _in_place(node: fx.Node) -> bool:
