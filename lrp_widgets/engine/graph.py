@@ -113,6 +113,17 @@ class Traced:
         output = next(n for n in reversed(self.nodes) if n.op == "output")
         self.final = {n.name for n in output.all_input_nodes}
         self.plans = {n.name: _Plan(n, self) for n in self.nodes if n.op in ("call_function", "call_method")}
+        self.modules: dict = {}  # call_module node name -> weak reference to its module
+
+    def module(self, model: nn.Module, node: fx.Node) -> nn.Module:
+        """The module a ``call_module`` node calls, looked up once per trace (a trace is of these very
+        modules: replacing one traces again); held weakly, so the cache keeps no module alive."""
+        reference = self.modules.get(node.name)
+        module = reference() if reference is not None else None
+        if module is None:
+            module = model.get_submodule(node.target)
+            self.modules[node.name] = weakref.ref(module)
+        return module
 
     def _gate_position(self, node: fx.Node, modules) -> int | None:
         """The position of the factor computed by a sigmoid (seen through reshapes), if exactly one is."""
@@ -197,7 +208,7 @@ class _Run:
                 env[node.name] = traced.constants.get(node.target) if node.target in traced.constants else _attribute(self.model, node.target)
             elif node.op == "call_module":
                 args, kwargs = map_arg((node.args, node.kwargs), lambda n: env[n.name])
-                module = self.model.get_submodule(node.target)
+                module = traced.module(self.model, node)
                 with self.session.watching(module):  # a container called whole: its forward is not in the graph
                     env[node.name] = module(*args, **kwargs)
             elif node.op == "output":
@@ -386,14 +397,15 @@ def forward(model: nn.Module, session, x, graph: bool | None = None):
     if graph is None:
         entry = _CACHE.lookup(id(model))
         known = entry is not None and entry[0]() is model and entry[3] and entry[1] == _signature(model)
-        if not known:
-            try:
-                return model(x)
-            except UnsupportedConfigurationError:  # packed sequences, attention, ...: the graph would not help
-                raise
-            except (FunctionalCallError, UnsupportedModuleError):  # a call or a module without a rule
-                _restart(session)
-                return _as_written(session, model, x, needed=True)
+        if known:  # the entry was just checked: no second look-up (a walk over the model's modules)
+            return _run_traced(session, model, x, entry[2])
+        try:
+            return model(x)
+        except UnsupportedConfigurationError:  # packed sequences, attention, ...: the graph would not help
+            raise
+        except (FunctionalCallError, UnsupportedModuleError):  # a call or a module without a rule
+            _restart(session)
+            return _as_written(session, model, x, needed=True)
     return _as_written(session, model, x)
 
 
@@ -407,7 +419,12 @@ def _as_written(session, model: nn.Module, x, needed: bool = False):
         session.leaf_depth -= 1
     if needed:  # later calls go here at once, without a hook-path attempt
         _CACHE.lookup(id(model))[3] = True
-    return eager.run(session, model, x) if traced is None else traced.run(session, model, x)
+    return _run_traced(session, model, x, traced)
+
+
+def _run_traced(session, model: nn.Module, x, traced):
+    """Run ``traced`` (a :class:`Traced`, or where fx could not trace the model, its error or None)."""
+    return traced.run(session, model, x) if isinstance(traced, Traced) else eager.run(session, model, x)
 
 
 def _restart(session) -> None:

@@ -9,6 +9,7 @@ their rules are in :mod:`~lrp_widgets.engine.operations`; the graph path (``grap
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import operator
 
@@ -84,8 +85,7 @@ def rule_for(composite, name: str, kind: type, like: type | None = None, first: 
         rule = composite.first
     for cls in (kind, like or kind.like) if rule is None else ():
         for key, candidate in composite.layer_rules.items():
-            keys = key if isinstance(key, tuple) else (key,)
-            if cls is not None and any(isinstance(k, type) and issubclass(cls, k) for k in keys):
+            if cls is not None and _names(key, cls):
                 rule = candidate
                 break
         if rule is not None:
@@ -96,6 +96,14 @@ def rule_for(composite, name: str, kind: type, like: type | None = None, first: 
             f"it takes {kind.takes}. Give that node another rule (or none); a glob pattern would skip it."
         )
     return rule
+
+
+@functools.lru_cache(maxsize=1024)
+def _names(key, cls: type) -> bool:
+    """Whether a ``layer_rules`` key (a type or a tuple of them) names ``cls`` or a base class of it (a graph
+    runs this for every operation and entry: remembered, as keys and kinds are few)."""
+    keys = key if isinstance(key, tuple) else (key,)
+    return any(isinstance(k, type) and issubclass(cls, k) for k in keys)
 
 
 class OperationCall:
