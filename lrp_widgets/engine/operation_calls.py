@@ -161,7 +161,7 @@ def configure(call: OperationCall, composite, first_done: bool, target, args, kw
         call.rule = rule_for(composite, name, operation, like=operation) or default
         if not isinstance(call.rule, (Gated, Uniform)):
             raise CompositeError(f"the operation '{name}' multiplies two activations; it takes Gated or Uniform")
-        call.op, call.z = _pair_op(operation, target, function, call.positions, args), output
+        call.op, call.z = call.op or TensorsOp(function), output  # call.op: a MatMulPairOp that computed the output
     elif operation is Product:  # a product with (division by) a constant: a linear map, as BatchNorm's scale
         if target in DIVIDE and call.positions[0] not in (0, "input", "self"):
             return None  # 1 / x is not linear: no rule
@@ -218,14 +218,18 @@ def configure(call: OperationCall, composite, first_done: bool, target, args, kw
 _MATMULS = {operator.matmul, torch.matmul, torch.bmm, "matmul", "bmm", "__matmul__"}
 
 
-def _pair_op(operation, target, function, positions, args):
-    """The linear map of a product of two activations (given as the call's first two arguments)."""
-    if issubclass(operation, MatMul) and positions == [0, 1] and MatMulPairOp.fits(args[0], args[1]):
-        if operation is AttentionScores:  # q @ k^T
-            return MatMulPairOp(function, transposed=True)
-        if operation is AttentionValues or target in _MATMULS:
-            return MatMulPairOp(function)
-    return TensorsOp(function)
+def _pair_op(operation, target, function, positions, args, kwargs, tensors):
+    """A :class:`MatMulPairOp` for a product of the two activations ``tensors`` (the call's only arguments)
+    that it can compute (the output and its vjp), else None."""
+    if operation is None or not issubclass(operation, MatMul) or positions != [0, 1] or len(args) != 2 or kwargs:
+        return None
+    if not MatMulPairOp.fits(*tensors):
+        return None
+    if operation is AttentionScores:  # q @ k^T
+        return MatMulPairOp(function, transposed=True)
+    if operation is AttentionValues or target in _MATMULS:
+        return MatMulPairOp(function)
+    return None
 
 
 def _softmax_op(target, function, output, positions, args, kwargs):
@@ -255,12 +259,14 @@ def apply(session, name: str, operation, call, target, slots: list, positions: l
             return call(*slots)
         if operation is Split:  # several outputs: they follow the data as gradients do
             return call(*slots)
-        with torch.no_grad():
-            output = call(*(t.detach() for t in slots))
+        tensors = [t.detach() for t in slots]
+        pair = _pair_op(operation, target, call, positions, args, kwargs, tensors) if len(slots) == 2 else None
+        with torch.no_grad():  # a product of two activations keeps the operands its vjp needs (no second copy)
+            output = pair.forward(*tensors) if pair is not None else call(*tensors)
         if operation is None or not isinstance(output, torch.Tensor):
             return output if not _carries_data(output) else NO_RULE  # argmax, comparisons: no relevance there
         record = OperationCall(session, name, operation, len(session.calls), call, positions)
-        record.output = output
+        record.output, record.op = output, pair
         record.final = final and operation is Softmax
         used_first = configure(record, session.composite, session.first_done, target, args, kwargs, gate=gate)
         if used_first is None:

@@ -210,13 +210,23 @@ class TensorsOp:
 
 class MatMulPairOp(TensorsOp):
     """``a @ b`` of two activations (``a @ b^T`` with ``transposed``: ``q @ k^T``), both with the same batch
-    axes (at least one): its vjp written out as autograd's backward of the product (the batch axes folded
-    as ``torch.matmul`` folds them, then ``bmm`` on the same layouts, so bit-identical), without building
-    a graph or computing the product again."""
+    axes (at least one): computed, and its vjp written out, as ``torch.matmul`` and autograd do it (the
+    batch axes folded into one, ``bmm`` on the same layouts: bit-identical), without building a graph.
+    :meth:`forward` keeps the folded operands (copies, where the factors are transposed views), so the
+    vjp does not copy them again."""
 
     def __init__(self, function, transposed: bool = False):
         super().__init__(function)
         self.transposed = transposed
+        self.folded = None  # (left, right) as bmm took them in the forward pass
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The product, as ``torch.matmul`` computes it; keeps the folded operands for :meth:`vjp`."""
+        if self.transposed:
+            b = b.mT
+        left, right = a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:])
+        self.folded = (left, right)
+        return torch.bmm(left, right).view(*a.shape[:-1], b.shape[-1])
 
     @staticmethod
     def fits(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -227,7 +237,8 @@ class MatMulPairOp(TensorsOp):
         a, b = tensors
         if self.transposed:
             b = b.mT
-        left, right, s3 = (t.reshape(-1, *t.shape[-2:]) for t in (a, b, s))
+        left, right = self.folded or (a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]))
+        s3 = s.reshape(-1, *s.shape[-2:])
         grad_a = torch.bmm(s3, right.mT).reshape(a.shape)
         grad_b = torch.bmm(left.mT, s3).reshape(b.shape)
         return grad_a, grad_b.mT if self.transposed else grad_b
