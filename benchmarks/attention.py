@@ -12,17 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 import torch
 
 from lrp_widgets import explain, zoo
-
-
-def timed(function) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
+from timing import interleaved, once, ratio  # benchmarks/timing.py (the script's folder is on sys.path)
 
 
 def gradient_x_input(model, x, target):
@@ -44,18 +38,17 @@ def main():
         target = model(x).argmax(1)
     print(f"TinyViT (zoo 'shapes_vit', {x.shape[-1]}x{x.shape[-1]}, {sum(p.numel() for p in model.parameters())} "
           f"parameters), batch {len(x)}, torch {torch.__version__}, 1 thread, load average {os.getloadavg()[0]:.2f}")
-    first = timed(lambda: explain(model, x, target=target, composite="attnlrp"))
+    first = once(lambda: explain(model, x, target=target, composite="attnlrp"))
     print(f"first AttnLRP call (hook-path attempt, trace, explain): {first * 1e3:.0f} ms")
     print(f"{'method':>8} {'ms':>8} {'gxi ms':>8} {'ratio (median of rounds)':>26}")
     for composite in ("attnlrp", "cp_lrp"):
-        times, baseline = [], []
-        for _ in range(arguments.rounds):
-            times.append(timed(lambda: explain(model, x, target=target, composite=composite)))
-            baseline.append(timed(lambda: gradient_x_input(model, x, target)))
-        ratios = [t / b for t, b in zip(times, baseline)]
-        q = statistics.quantiles(ratios, n=4)
-        print(f"{composite:>8} {statistics.median(times) * 1e3:>8.2f} {statistics.median(baseline) * 1e3:>8.2f} "
-              f"{statistics.median(ratios):>12.2f} (quartiles {q[0]:.2f}-{q[2]:.2f})")
+        times = interleaved({
+            "explain": lambda: explain(model, x, target=target, composite=composite),
+            "gxi": lambda: gradient_x_input(model, x, target),
+        }, arguments.rounds)
+        median, low, high = ratio(times["explain"], times["gxi"])
+        print(f"{composite:>8} {statistics.median(times['explain']) * 1e3:>8.2f} "
+              f"{statistics.median(times['gxi']) * 1e3:>8.2f} {median:>12.2f} (quartiles {low:.2f}-{high:.2f})")
 
 
 if __name__ == "__main__":

@@ -13,18 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 import torch
 
 from lrp_widgets import explain, zoo
 from lrp_widgets.engine import graph
-
-
-def timed(function) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
+from timing import once  # benchmarks/timing.py (the script's folder is on sys.path)
 
 
 def main():
@@ -37,10 +31,10 @@ def main():
     print(f"MiniVGG (zoo 'shapes_minivgg'), epsilon_plus_flat, torch {torch.__version__}, 1 thread, "
           f"load average {os.getloadavg()[0]:.2f}")
     graph.clear_cache()
-    first = timed(lambda: graph.trace(model))
+    first = once(lambda: graph.trace(model))
     graph.clear_cache()
-    again = timed(lambda: graph.trace(model))
-    cached = timed(lambda: graph.trace(model))
+    again = once(lambda: graph.trace(model))
+    cached = once(lambda: graph.trace(model))
     print(f"tracing (once per model): {first * 1e3:.1f} ms the first time in a process, {again * 1e3:.1f} ms "
           f"after; a cached trace: {cached * 1e6:.0f} us; {len(graph.trace(model).nodes)} graph nodes")
     print(f"{'batch':>5} {'hook ms':>9} {'graph ms':>9} {'graph/hook (median of rounds)':>31}")
@@ -52,8 +46,8 @@ def main():
         rounds = arguments.rounds if batch == 1 else max(5, arguments.rounds // 3)
         hook_times, graph_times = [], []
         for _ in range(rounds):
-            hook_times.append(timed(lambda: explain(model, x, composite="epsilon_plus_flat", graph=False)))
-            graph_times.append(timed(lambda: explain(model, x, composite="epsilon_plus_flat", graph=True)))
+            hook_times.append(once(lambda: explain(model, x, composite="epsilon_plus_flat", graph=False)))
+            graph_times.append(once(lambda: explain(model, x, composite="epsilon_plus_flat", graph=True)))
         ratios = [g / h for g, h in zip(graph_times, hook_times)]
         quartiles = statistics.quantiles(ratios, n=4)
         print(f"{batch:>5} {statistics.median(hook_times) * 1e3:>9.2f} {statistics.median(graph_times) * 1e3:>9.2f} "

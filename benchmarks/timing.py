@@ -42,3 +42,10 @@ def ratio(numerator: list, denominator: list) -> tuple[float, float, float]:
     ratios = [a / b for a, b in zip(numerator, denominator)]
     low, median, high = statistics.quantiles(ratios, n=4)
     return statistics.median(ratios), low, high
+
+
+def once(function) -> float:
+    """Seconds of one call of ``function()``, no warm-up (a first call: tracing, caches filled)."""
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
