@@ -206,3 +206,25 @@ def test_layer_families_are_defined_once():
                 layer_types = [e for e in node.elts if isinstance(e, ast.Attribute) and isinstance(e.value, ast.Name)
                                and e.value.id == "nn" and e.attr[:1].isupper()]
                 assert len(layer_types) < 2, f"{path.relative_to(package)}:{node.lineno} lists layer types; use engine/types.py"
+
+
+def test_model_tensors_are_parameters_then_buffers_each_once():
+    shared = nn.Linear(3, 3)
+    model = nn.Sequential(shared, nn.BatchNorm1d(3), nn.Sequential(shared, nn.Linear(3, 2, bias=False)), nn.ReLU())
+    expected = list(model.parameters()) + list(model.buffers())
+    found = list(checks._model_tensors(model))
+    assert len(found) == len(expected) and all(a is b for a, b in zip(found, expected))
+
+
+def test_eval_mode_restores_mixed_flags_and_leaves_eval_models_alone():
+    from lrp_widgets.engine.modes import eval_mode
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2), nn.Dropout()).train()
+    model[1].eval()  # a frozen BatchNorm in a training model
+    with eval_mode(model):
+        assert not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == [True, True, False, True]
+    model.eval()
+    with eval_mode(model):
+        assert not any(m.training for m in model.modules())
+    assert not any(m.training for m in model.modules())

@@ -10,7 +10,7 @@ from torch import nn
 
 from . import composites as _composites
 from . import graph as _graph
-from .checks import FILL_VALUE_THRESHOLD, _model_dtype_device, check_input, resolve_target
+from .checks import FILL_VALUE_THRESHOLD, _model_dtype_device, _model_tensors, check_input, resolve_target
 from .errors import InputError, LRPError
 from .modes import eval_mode
 from .propagation import Session
@@ -288,8 +288,7 @@ def _per_sample_sum(tensors, batch_dim: int = 0) -> torch.Tensor:
 
 def _check_not_meta(model: nn.Module, x) -> None:
     """Tensors on the ``meta`` device have shapes but no values: nothing to explain."""
-    tensors = list(model.parameters()) + list(model.buffers())
-    if any(t.device.type == "meta" for t in tensors):
+    if any(t.is_meta for t in _model_tensors(model)):
         raise InputError(
             "the model's parameters are on the 'meta' device: they have shapes but no values (the model was built "
             "under torch.device('meta') or an empty-weights context). Load its weights first, e.g. "

@@ -17,6 +17,9 @@ def eval_mode(model: nn.Module):
     may mix them (a frozen BatchNorm in a training model).
     """
     flags = [(module, module.training) for module in model.modules()]
+    if not any(flag for _, flag in flags):  # in eval mode already (the usual case): nothing to set or restore
+        yield model
+        return
     model.eval()
     try:
         yield model
