@@ -22,6 +22,8 @@ multiply-adds again (3/4 of them for the LSTM); the rest is memory-bound element
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -42,21 +44,23 @@ def _affine(x, weight, bias=None):
     return out.reshape(*x.shape[:-1], -1)
 
 
-def _factors(z, epsilon):
+def _factors(z, epsilon, out):
     """``(1 / stab(z), share kept by the stabilizer)`` per unit, ``stab(z) = z + eps sign(z)``, sign(0) = +1.
 
-    With eps = 0 a zero ``z`` passes nothing (0/0 := 0) and keeps all its relevance. Both results
-    are new contiguous tensors (the callers update them in place).
+    With eps = 0 a zero ``z`` passes nothing (0/0 := 0) and keeps all its relevance. Written into
+    ``out`` (2, *z.shape); the callers update both in place.
     """
+    inverse, keep = out.unbind()
     if epsilon:
         # copysign takes -0.0 as negative, but a z of -0.0 is a sum of signed zeros only, so every
         # share divided by it is a (signed) zero whichever sign eps takes there
-        term = torch.copysign(z.new_tensor(epsilon), z)
-        inverse = torch.add(z, term).reciprocal_()
-        return inverse, term.mul_(inverse)
-    zero = z == 0
-    inverse = torch.where(zero, torch.zeros_like(z), 1.0 / torch.where(zero, torch.ones_like(z), z))
-    return inverse, zero.to(z.dtype)
+        torch.copysign(z.new_tensor(epsilon), z, out=keep)
+        torch.add(z, keep, out=inverse).reciprocal_()
+        keep.mul_(inverse)
+        return inverse, keep
+    torch.eq(z, 0, out=keep)
+    torch.reciprocal(z, out=inverse).masked_fill_(keep.bool(), 0)
+    return inverse, keep
 
 
 def hidden_sequences(module, x, h0, c0, top):
@@ -77,32 +81,35 @@ def lstm_trace(x, h, h0, c0, weights, epsilon):
     """What the LSTM rule needs for one layer: ``x`` its input, ``h`` its hidden sequence (T, N, H)."""
     weight_ih, weight_hh, bias_ih, bias_hh = weights
     steps, batch, H = h.shape
-    # [x_t, h_{t-1}, 1] @ [W_ih, W_hh, b]^T, one product per gate into its own contiguous block,
-    # for the gates i, f and g only (the gate o takes no relevance). The g rows are doubled (exact in
-    # floating point), so that one sigmoid over the three blocks also gives tanh(p) = 2 sigmoid(2p) - 1:
-    # torch's tanh costs ~3.5x its sigmoid on the CPU.
-    joined = _joined(x, h, h0, bias_ih is not None)
+    unit = (steps, batch, H)
+    bias = bias_ih is not None
+    # G: the gates i, f, then i g, pre_g, c_1 .. c_T (the backward reuses it as scratch); factors: 1 / stab
+    # and the stabilizers' share of pre_g and c
+    joined, G, factors, pair = _carve(x, (steps, batch, x.shape[2] + H + bias), (5, *unit), (2, 2, *unit), (2, *unit))
+    # [x_t, h_{t-1}, 1] @ [W_ih, W_hh, b]^T, one product per gate into its own contiguous block, for the
+    # gates i, f and g only (the gate o takes no relevance). The g rows are doubled (exact in floating
+    # point), so that a sigmoid gives tanh(p) = 2 sigmoid(2p) - 1: torch's tanh costs ~3.5x its sigmoid.
+    _joined(x, h, h0, joined)
     parts = [weight_ih[:3 * H], weight_hh[:3 * H]]
-    if bias_ih is not None:
+    if bias:
         parts.append((bias_ih[:3 * H] + bias_hh[:3 * H])[:, None])
     weight = torch.cat(parts, dim=1)
     weight[2 * H:].mul_(2)
-    blocks = x.new_empty(4, steps, batch, H)  # i, f, g pre-activations (2 pre_g, then pre_g), then c_1 .. c_T
-    _gates(joined.view(steps * batch, -1), weight, blocks[:3])
-    gates = torch.sigmoid(blocks[:3])
-    i, f, ig = gates.unbind()
-    ig.mul_(2).sub_(1).mul_(i)  # i tanh(pre_g)
-    blocks[2].mul_(0.5)
-    c = blocks[3]
+    flat = joined.view(steps * batch, -1)
+    for gate, block in ((0, 0), (1, 1), (2, 3)):
+        torch.mm(flat, weight[gate * H:(gate + 1) * H].T, out=G[block].view(-1, H))
+    i, f, ig, pre_g, c = G.unbind()
+    G[:2].sigmoid_()
+    torch.sigmoid(pre_g, out=ig).mul_(2).sub_(1).mul_(i)  # i tanh(pre_g)
+    pre_g.mul_(0.5)
     ig_steps, f_steps, c_steps = ig.unbind(), f.unbind(), c.unbind()
     torch.addcmul(ig_steps[0], f_steps[0], c0, out=c_steps[0])
     for t in range(1, steps):  # torch returns c_T only
         torch.addcmul(ig_steps[t], f_steps[t], c_steps[t - 1], out=c_steps[t])
-    inverse, keep = _factors(blocks[2:], epsilon)  # of pre_g and c at once
+    inverse, keep = _factors(G[3:], epsilon, factors)  # of pre_g and c at once
     (inv_g, inv_c), (keep_g, keep_c) = inverse.unbind(), keep.unbind()
     # per unit of R_c(t): [s_g = R_g / stab(pre_g), the share of R_c(t-1)], as (2, T, N, H) so that the
     # backward loop takes both in one multiplication
-    pair = x.new_empty(2, steps, batch, H)
     to_g = ig.mul_(inv_c)  # R_g = i g / stab(c) R_c (signal-take-all: the gate i gets none)
     torch.mul(to_g, inv_g, out=pair[0])
     torch.mul(f[0], c0, out=pair[1, 0])
@@ -112,27 +119,35 @@ def lstm_trace(x, h, h0, c0, weights, epsilon):
         "x": x, "h": h, "h0": h0,  # h_{t-1}: h[t - 1], and h0 at t = 0
         "pair": pair,
         "keep": keep_c.addcmul_(to_g, keep_g),  # stabilizers' share, per unit of R_c(t)
+        "scratch": G,  # dead once the trace is made: the backward's buffers
     }
 
 
-def _joined(x, h, h0, bias):
-    """``[x_t, h_{t-1}, 1]`` (T, N, F + H + 1; no column of ones without biases): the gates' operand."""
-    steps, batch, F = x.shape
-    H = h.shape[2]
-    joined = x.new_empty(steps, batch, F + H + bias)
-    joined[..., :F] = x
-    joined[0, :, F:F + H] = h0
-    joined[1:, :, F:F + H] = h[:-1]
-    if bias:
-        joined[..., F + H] = 1
-    return joined
+def _carve(like, *shapes):
+    """Views of one new buffer, one per shape: a trace's many temporaries in one allocation.
+
+    Fewer, larger allocations are ones the allocator keeps for reuse: with a dozen separate buffers,
+    glibc gave the memory back after every explanation and the next one page-faulted it in again
+    (~1000 faults, ~2.4 ms of a ~9 ms LSTM explanation, measured by switching glibc's trimming).
+    """
+    sizes = [-(-math.prod(shape) // 16) * 16 for shape in shapes]  # each view 64-byte aligned (float32)
+    buffer = like.new_empty(sum(sizes))
+    views, start = [], 0
+    for shape, size in zip(shapes, sizes):
+        views.append(buffer[start:start + math.prod(shape)].view(shape))
+        start += size
+    return views
 
 
-def _gates(flat, weight, out):
-    """``flat @ weight^T`` by blocks of H rows, each into its own contiguous block of ``out`` (G, T, N, H)."""
-    H = out.shape[-1]
-    for gate in range(out.shape[0]):
-        torch.mm(flat, weight[gate * H:(gate + 1) * H].T, out=out[gate].view(-1, H))
+def _joined(x, h, h0, out):
+    """``[x_t, h_{t-1}, 1]`` into ``out`` (T, N, F + H + 1; no column of ones without biases): the gates' operand."""
+    F, H = x.shape[2], h.shape[2]
+    out[..., :F] = x
+    out[0, :, F:F + H] = h0
+    out[1:, :, F:F + H] = h[:-1]
+    if out.shape[2] > F + H:
+        out[..., F + H] = 1
+    return out
 
 
 def gru_trace(x, h, h0, weights, epsilon):
@@ -140,29 +155,32 @@ def gru_trace(x, h, h0, weights, epsilon):
     weight_ih, weight_hh, bias_ih, bias_hh = weights
     steps, batch, H = h.shape
     F = x.shape[2]
+    unit = (steps, batch, H)
     bias = bias_ih is not None
-    joined = _joined(x, h, h0, bias)
-    flat, h_prev = joined.view(steps * batch, -1), joined[..., F:F + H]
-    # blocks: pre-activations of r and z, W_in x + b_in (then pre_n), h_t, W_hn h + b_hn
-    blocks = x.new_empty(5, steps, batch, H)
+    # G: r, z (pre-activations, then gates), W_in x + b_in (then pre_n), h_t, W_hn h + b_hn (then R_n per
+    # unit of R_h(t)), n (then s_n per unit of R_h(t))
+    joined, G, factors, shares = _carve(x, (steps, batch, F + H + bias), (6, *unit), (2, 2, *unit), (steps, 2, batch, H))
+    flat, h_prev = _joined(x, h, h0, joined).view(steps * batch, -1), joined[..., F:F + H]
     parts = [weight_ih[:2 * H], weight_hh[:2 * H]] + ([(bias_ih[:2 * H] + bias_hh[:2 * H])[:, None]] if bias else [])
-    _gates(flat, torch.cat(parts, dim=1), blocks[:2])
+    weight = torch.cat(parts, dim=1)
+    for gate in range(2):
+        torch.mm(flat, weight[gate * H:(gate + 1) * H].T, out=G[gate].view(-1, H))
     if bias:
-        torch.addmm(bias_ih[2 * H:], flat[:, :F], weight_ih[2 * H:].T, out=blocks[2].view(-1, H))
-        torch.mm(flat[:, F:], torch.cat([weight_hh[2 * H:], bias_hh[2 * H:, None]], dim=1).T, out=blocks[4].view(-1, H))
+        torch.addmm(bias_ih[2 * H:], flat[:, :F], weight_ih[2 * H:].T, out=G[2].view(-1, H))
+        torch.mm(flat[:, F:], torch.cat([weight_hh[2 * H:], bias_hh[2 * H:, None]], dim=1).T, out=G[4].view(-1, H))
     else:
-        torch.mm(flat[:, :F], weight_ih[2 * H:].T, out=blocks[2].view(-1, H))
-        torch.mm(flat[:, F:], weight_hh[2 * H:].T, out=blocks[4].view(-1, H))
-    r, z = torch.sigmoid(blocks[:2]).unbind()
-    pre_n = blocks[2].addcmul_(r, blocks[4])
-    n = torch.mul(pre_n, 2).sigmoid_().mul_(2).sub_(1)  # tanh(p) = 2 sigmoid(2p) - 1: torch's tanh is ~3.5x slower
-    h_now = torch.lerp(n, h_prev, z, out=blocks[3])  # (1 - z) n + z h_{t-1}, the denominator of the first split
-    inverse, keep = _factors(blocks[2:4], epsilon)  # of pre_n and h_t at once
+        torch.mm(flat[:, :F], weight_ih[2 * H:].T, out=G[2].view(-1, H))
+        torch.mm(flat[:, F:], weight_hh[2 * H:].T, out=G[4].view(-1, H))
+    r, z, pre_n, h_now, to_n, n = G.unbind()
+    G[:2].sigmoid_()
+    pre_n.addcmul_(r, to_n)
+    torch.mul(pre_n, 2, out=n).sigmoid_().mul_(2).sub_(1)  # tanh(p) = 2 sigmoid(2p) - 1: torch's tanh is ~3.5x slower
+    torch.lerp(n, h_prev, z, out=h_now)  # (1 - z) n + z h_{t-1}, the denominator of the first split
+    inverse, keep = _factors(G[2:4], epsilon, factors)  # of pre_n and h_t at once
     (inv_n, inv_h), (keep_n, keep_h) = inverse.unbind(), keep.unbind()
-    to_n = torch.rsub(z, 1).mul_(n).mul_(inv_h)  # R_n per unit of R_h(t)
-    to_pre_n = torch.mul(to_n, inv_n)
+    torch.mul(z, -1, out=to_n).add_(1).mul_(n).mul_(inv_h)  # R_n per unit of R_h(t)
+    to_pre_n = torch.mul(to_n, inv_n, out=n)
     # per step, [r s_n, R_h(t-1) direct share] per unit of R_h(t): one multiplication in the backward loop
-    shares = x.new_empty(steps, 2, batch, H)
     torch.mul(r, to_pre_n, out=shares[:, 0])  # r s_n: the gate scales the signal W_hn h + b_hn, which takes all
     torch.mul(z, inv_h, out=shares[:, 1])  # h_{t-1} z / stab(h_t) R_h(t)
     return {
@@ -182,11 +200,11 @@ def lstm_backward(trace, weights, R_seq, R_h_final, R_c_final):
     last = R_seq.shape[0] - 1
     # P[:, t] = [s_g(t), R(t-1) + f c_{t-1} / stab(c_t) R_c(t)]: R_c(t-1) is P[1, t] plus what comes
     # back through the gate g, h_{t-1} (s_g(t) W_hg); three ops a step, all factors from the trace
-    P = R_seq.new_empty(2, *R_seq.shape)
+    P, back = trace["scratch"][:2], trace["scratch"][2]  # the trace's buffers, no new allocation
     P[0].zero_()
     P[1, 0].zero_()
     P[1, 1:] = R_seq[:-1]
-    cell, back = R_seq.new_empty(R_seq.shape), R_seq.new_empty(R_seq.shape)  # time first, whatever R_seq's layout
+    cell = R_seq.new_empty(R_seq.shape)  # time first, whatever R_seq's layout
     hidden_last = R_seq[last] + R_h_final
     torch.add(hidden_last, R_c_final, out=cell[last])  # the gate o takes none
     # per-step views made in one call each (indexing in the loop costs as much as the arithmetic)
