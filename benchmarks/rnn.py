@@ -4,11 +4,18 @@ The goal (issue 18): explaining costs at most 4x the model's forward pass. Each 
 to back, the forward pass alone (``torch.no_grad``, the strictest yardstick), gradient x input
 (forward with autograd + one backward, for scale) and ``explain(..., composite="epsilon")``, so all
 three see the same machine load; prints median times and the median (quartiles) of the per-round
-ratios explain / forward, with 1 and with 2 threads (the project machine has 2 cores). Also one and two layers, batch_first or not, and the GRU. The forward runs
-torch's fused LSTM/GRU kernel, which does not return the gates; the explanation recomputes them
-for all steps at once from torch's hidden sequence, runs the cell-state recursion, and walks the
-relevance back a few small operations per step (``lrp_widgets/engine/recurrent_cells.py`` says what
+ratios explain / forward, with 1 and with 2 threads (the project machine has 2 cores). Also one
+and two layers, batch_first or not, and the GRU. The forward runs torch's fused LSTM/GRU kernel,
+which does not return the gates; the explanation recomputes them for all steps at once from
+torch's hidden sequence, runs the cell-state recursion, and walks the relevance back a few small
+operations per step (``lrp_widgets/engine/recurrent_cells.py`` says what
 bounds the cost).
+
+The ratio depends on the machine: the floor is torch's fused kernel (oneDNN), while much of the
+explanation is Python-level work per step and per call. On an Intel Xeon with AVX-512, where the
+kernel ran ~4x faster than on the AMD EPYC (AVX2) of the current README block, the ratio was
+5.3-5.8 (measured before the speed-ups of issue 18, as separately timed medians; not re-measured
+there since).
 
 Run: ``python benchmarks/rnn.py`` (``--threads 2`` for one thread count only)
 """
