@@ -244,12 +244,12 @@ class _Run:
                     k[key] = tensor
             return getattr(a[0], target)(*a[1:], **k) if method else target(*a, **k)
 
-        if not slots:
-            with self.session._hook():  # constants and parameters: as written
-                return call()
         return self._apply(plan, call, slots, positions, tuple(args), kwargs)
 
     def _apply(self, plan: _Plan, call, slots, positions, args, kwargs):
+        if not slots:
+            with self.session._hook():  # constants and parameters: as written
+                return call()
         result = operation_calls.apply(self.session, plan.name, plan.kind, call, plan.target, slots, positions, args,
                                        kwargs, gate=plan.gate, final=plan.final)
         if result is operation_calls.NO_RULE:
@@ -259,7 +259,7 @@ class _Run:
 
     def _nested(self, node: fx.Node, env: dict):
         """Run one operation node with nodes nested in its arguments (``torch.cat([a, b])``), with its rule."""
-        traced, session = self.traced, self.session
+        traced, plan = self.traced, self.traced.plans[node.name]
         slots, positions = [], []
 
         def value(n, position):
@@ -270,21 +270,16 @@ class _Run:
                 return _Slot(len(slots) - 1)
             return v
 
-        args = tuple(map_arg(a, lambda n, i=i: value(n, i)) for i, a in enumerate(node.args))
-        kwargs = {k: map_arg(a, lambda n, k=k: value(n, k)) for k, a in node.kwargs.items()}
-        target = operations.out_of_place(node.op, node.target)
-        if "inplace" in kwargs:
-            kwargs["inplace"] = False
+        args = tuple(map_arg(a, lambda n, i=i: value(n, i)) for i, a in enumerate(plan.args))
+        kwargs = {k: map_arg(a, lambda n, k=k: value(n, k)) for k, a in plan.kwargs.items()}
+        method, target = plan.method, plan.target
 
         def call(*tensors):
             a, k = map_aggregate((args, kwargs), lambda v: tensors[v.index] if isinstance(v, _Slot) else v)
-            return getattr(a[0], target)(*a[1:], **k) if node.op == "call_method" else target(*a, **k)
+            return getattr(a[0], target)(*a[1:], **k) if method else target(*a, **k)
 
         concrete = map_aggregate((args, kwargs), lambda v: slots[v.index] if isinstance(v, _Slot) else v)
-        if not slots:
-            with session._hook():  # constants and parameters: as written
-                return call()
-        return self._apply(traced.plans[node.name], call, slots, positions, *concrete)
+        return self._apply(plan, call, slots, positions, *concrete)
 
 
 def _in_place(node: fx.Node) -> bool:
