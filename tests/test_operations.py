@@ -259,10 +259,8 @@ def test_matmul_pair_op_vjp_is_autograds(dtype, transposed):
     assert op.fits(a, b)
     s = torch.randn_like(function(a, b))
     slow = operations.TensorsOp(function).vjp((a, b), None, s)
-    fast = op.vjp((a, b), None, s)
-    assert all(f.shape == t.shape and torch.equal(f, g) for f, g, t in zip(fast, slow, (a, b)))
     assert torch.equal(op.forward(a, b), function(a, b))  # the product as torch.matmul computes it
-    fast = op.vjp((a, b), None, s)  # now from the operands the forward kept
+    fast = op.vjp((a, b), None, s)  # from the operands the forward kept
     assert all(f.shape == t.shape and torch.equal(f, g) for f, g, t in zip(fast, slow, (a, b)))
 
 

@@ -237,7 +237,7 @@ class MatMulPairOp(TensorsOp):
         a, b = tensors
         if self.transposed:
             b = b.mT
-        left, right = self.folded or (a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]))
+        left, right = self.folded  # kept by forward(), which computed this product
         s3 = s.reshape(-1, *s.shape[-2:])
         grad_a = torch.bmm(s3, right.mT).reshape(a.shape)
         grad_b = torch.bmm(left.mT, s3).reshape(b.shape)
