@@ -41,8 +41,8 @@ biases and stabilizers keep a share, reported as :attr:`RecurrentRelevance.leake
 
 Supported: ``nn.LSTM`` and ``nn.GRU``, batch_first or not, any number of layers, with or without
 biases, batched input ``(N, T, F)`` (or ``(T, N, F)``), optional initial states. Not supported
-(an :class:`UnsupportedConfigurationError`, a kind of :class:`UnsupportedModuleError`, naming the module path and type): bidirectional modules,
-``proj_size > 0``, packed sequences, unbatched input. Rules: Epsilon or Zero only (the
+(an :class:`UnsupportedConfigurationError`, a kind of :class:`UnsupportedModuleError`, naming the
+module path and type): bidirectional modules, ``proj_size > 0``, packed sequences, unbatched input. Rules: Epsilon or Zero only (the
 composite's rule for the module's type or name; by default the rule the composite gives
 ``nn.Linear``, else ``Epsilon()``).
 """

@@ -95,10 +95,8 @@ def lstm_trace(x, h, h0, c0, weights, epsilon):
         parts.append((bias_ih[:3 * H] + bias_hh[:3 * H])[:, None])
     weight = torch.cat(parts, dim=1)
     weight[2 * H:].mul_(2)
-    flat = joined.view(steps * batch, -1)
-    for gate, block in ((0, 0), (1, 1), (2, 3)):
-        torch.mm(flat, weight[gate * H:(gate + 1) * H].T, out=G[block].view(-1, H))
     i, f, ig, pre_g, c = G.unbind()
+    _gates(joined.view(steps * batch, -1), weight, (i, f, pre_g))
     G[:2].sigmoid_()
     torch.sigmoid(pre_g, out=ig).mul_(2).sub_(1).mul_(i)  # i tanh(pre_g)
     pre_g.mul_(0.5)
@@ -139,6 +137,13 @@ def _carve(like, *shapes):
     return views
 
 
+def _gates(flat, weight, blocks):
+    """``flat @ weight^T`` by blocks of H rows, each into its own contiguous (T, N, H) block of ``blocks``."""
+    H = blocks[0].shape[-1]
+    for gate, block in enumerate(blocks):
+        torch.mm(flat, weight[gate * H:(gate + 1) * H].T, out=block.view(-1, H))
+
+
 def _joined(x, h, h0, out):
     """``[x_t, h_{t-1}, 1]`` into ``out`` (T, N, F + H + 1; no column of ones without biases): the gates' operand."""
     F, H = x.shape[2], h.shape[2]
@@ -162,9 +167,7 @@ def gru_trace(x, h, h0, weights, epsilon):
     joined, G, factors, shares = _carve(x, (steps, batch, F + H + bias), (6, *unit), (2, 2, *unit), (steps, 2, batch, H))
     flat, h_prev = _joined(x, h, h0, joined).view(steps * batch, -1), joined[..., F:F + H]
     parts = [weight_ih[:2 * H], weight_hh[:2 * H]] + ([(bias_ih[:2 * H] + bias_hh[:2 * H])[:, None]] if bias else [])
-    weight = torch.cat(parts, dim=1)
-    for gate in range(2):
-        torch.mm(flat, weight[gate * H:(gate + 1) * H].T, out=G[gate].view(-1, H))
+    _gates(flat, torch.cat(parts, dim=1), G[:2])
     if bias:
         torch.addmm(bias_ih[2 * H:], flat[:, :F], weight_ih[2 * H:].T, out=G[2].view(-1, H))
         torch.mm(flat[:, F:], torch.cat([weight_hh[2 * H:], bias_hh[2 * H:, None]], dim=1).T, out=G[4].view(-1, H))
