@@ -64,14 +64,16 @@ def over_trained_seeds(train_seed, measure, n_models: int, max_seed: int, min_ac
     ``min_accuracy``); stops once ``n_models`` have trained. A seed that does not train is recorded
     and skipped, so a study reports its failures instead of hiding them."""
     rows: list = []
+    trained = 0
     for seed in range(max_seed + 1):
-        if sum(1 for row in rows if len(row) > 2) >= n_models:
+        if trained >= n_models:
             break
         model, data = train_seed(seed)
         row: dict = {"seed": seed, "test_accuracy": accuracy(model, data.test.x, data.test.y)}
         rows.append(row)
         if row["test_accuracy"] >= min_accuracy:
             row.update(measure(model, data, seed))
+            trained += 1
     return rows
 
 
