@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from lrp_widgets import explain
-from timing import timed  # benchmarks/timing.py (the script's folder is on sys.path)
 from lrp_widgets.models import MiniVGG
+from timing import timed  # benchmarks/timing.py (the script's folder is on sys.path)
 
 
 class CaptumMiniVGG(nn.Module):

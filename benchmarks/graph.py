@@ -18,7 +18,7 @@ import torch
 
 from lrp_widgets import explain, zoo
 from lrp_widgets.engine import graph
-from timing import once  # benchmarks/timing.py (the script's folder is on sys.path)
+from timing import interleaved, once, ratio  # benchmarks/timing.py (the script's folder is on sys.path)
 
 
 def main():
@@ -44,14 +44,13 @@ def main():
         through_graph = explain(model, x, composite="epsilon_plus_flat", graph=True)
         assert torch.allclose(hook.relevance, through_graph.relevance, rtol=0, atol=1e-6), "the paths disagree"
         rounds = arguments.rounds if batch == 1 else max(5, arguments.rounds // 3)
-        hook_times, graph_times = [], []
-        for _ in range(rounds):
-            hook_times.append(once(lambda: explain(model, x, composite="epsilon_plus_flat", graph=False)))
-            graph_times.append(once(lambda: explain(model, x, composite="epsilon_plus_flat", graph=True)))
-        ratios = [g / h for g, h in zip(graph_times, hook_times)]
-        quartiles = statistics.quantiles(ratios, n=4)
-        print(f"{batch:>5} {statistics.median(hook_times) * 1e3:>9.2f} {statistics.median(graph_times) * 1e3:>9.2f} "
-              f"{statistics.median(ratios):>14.3f} (quartiles {quartiles[0]:.3f}-{quartiles[2]:.3f})")
+        times = interleaved({
+            "hook": lambda: explain(model, x, composite="epsilon_plus_flat", graph=False),
+            "graph": lambda: explain(model, x, composite="epsilon_plus_flat", graph=True),
+        }, rounds)
+        median, low, high = ratio(times["graph"], times["hook"])
+        print(f"{batch:>5} {statistics.median(times['hook']) * 1e3:>9.2f} {statistics.median(times['graph']) * 1e3:>9.2f} "
+              f"{median:>14.3f} (quartiles {low:.3f}-{high:.3f})")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -8,8 +8,7 @@ ratios explain / forward, with 1 and with 2 threads (the project machine has 2 c
 and two layers, batch_first or not, and the GRU. The forward runs torch's fused LSTM/GRU kernel,
 which does not return the gates; the explanation recomputes them for all steps at once from
 torch's hidden sequence, runs the cell-state recursion, and walks the relevance back a few small
-operations per step (``lrp_widgets/engine/recurrent_cells.py`` says what
-bounds the cost).
+operations per step (``lrp_widgets/engine/recurrent_cells.py`` says what bounds the cost).
 
 The ratio depends on the machine: the floor is torch's fused kernel (oneDNN), while much of the
 explanation is Python-level work per step and per call. On an Intel Xeon with AVX-512, where the
