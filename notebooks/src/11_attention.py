@@ -142,10 +142,10 @@ for method in ("AttnLRP", "CP-LRP"):  # what holds on every seed: far better tha
 # The zoo's `shapes_vit` recipe (4x4 patches, 2 blocks, 2 heads, width 32, 35 epochs on 24x24
 # coloured shapes of 10 classes) trained with seeds 0, 1, 2: each seed draws its own data set,
 # initial weights and batch order; seed 0 is the shipped model. A seed whose ViT does not reach
-# 50% test accuracy would be recorded and replaced by the next. Training three takes about
-# two minutes on one thread, so the numbers come from the zoo's cached study `vit_removal`
-# (`python -m lrp_widgets.zoo study vit_removal`, the code in `lrp_widgets/zoo/attention_study.py`);
-# seed 0 is recomputed below to show the cache is current.
+# 50% test accuracy would be recorded and replaced by the next. Training them takes longer than a
+# tutorial cell should (the study's run time is printed below), so the numbers come from the zoo's
+# cached study `vit_removal` (`python -m lrp_widgets.zoo study vit_removal`, the code in
+# `lrp_widgets/zoo/attention_study.py`); seed 0 is recomputed below to show the cache is current.
 #
 # Per seed, on the first 192 test images of its own data and for the predicted class: remove
 # 6 of the 36 patches, most relevant first (a removed patch becomes the image's mean colour),
@@ -159,7 +159,8 @@ trained = [row for row in vit_rows if "aopc" in row]
 skipped = [row["seed"] for row in vit_rows if "aopc" not in row]
 vit_aopcs = {method: [row["aopc"][method] for row in trained] for method in METHODS}
 display(Markdown(
-    f"ViTs trained: seeds {[row['seed'] for row in trained]} (skipped, not trained: {skipped or 'none'}); "
+    f"ViTs trained: seeds {[row['seed'] for row in trained]} (skipped, not trained: {skipped or 'none'}; "
+    f"the study took {study['seconds']:.0f} s); "
     f"test accuracy **{mean_sd([row['test_accuracy'] for row in trained], 3)}**\n\n"
     "| ranking | AOPC over patches (logit drop) | per seed |\n|---|---|---|\n"
     + "\n".join(f"| {m} | {mean_sd(v)} | {', '.join(f'{a:.2f}' for a in v)} |" for m, v in vit_aopcs.items())))
