@@ -272,13 +272,18 @@ def test_matmul_pair_op_fits_only_equal_batch_axes():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("dim", [-1, 1])
-def test_softmax_op_vjp_is_autograds(dtype, dim):
+def test_softmax_op_relevance_is_lrp0_on_the_jacobian(dtype, dim):
+    """The written-out linearisation equals LRP-0 on autograd's softmax Jacobian (x * vjp(R / s)), also where
+    a masked key's weight is 0 (its relevance is 0 there: the weight is one of its factors)."""
     a = torch.randn(4, 5, 6, dtype=dtype)
     a[0, :, 0] = -1e30  # a masked key: weight 0
 
     def function(t):
         return torch.softmax(t, dim)
 
-    s = torch.randn(4, 5, 6, dtype=dtype)
-    fast = operations.SoftmaxOp(function, function(a), dim).vjp(a, None, s)
-    assert torch.equal(fast, ops.autograd_vjp(function, a, s))
+    output = function(a)
+    R = torch.randn(4, 5, 6, dtype=dtype) * output
+    written = operations.SoftmaxOp(function, output, dim).relevance(a, R)
+    by_jacobian = rules.Zero().relevance(ops.FunctionOp(function), a, R, z=output)
+    torch.testing.assert_close(written, by_jacobian)
+    assert written.isfinite().all()

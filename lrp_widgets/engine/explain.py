@@ -280,8 +280,8 @@ def _per_sample_sum(tensors, batch_dim: int = 0) -> torch.Tensor:
     # a plain loop, not sum(generator) from 0: one tensor op fewer per record (a graph has dozens of records)
     total = None
     for t in tensors if isinstance(tensors, tuple) else (tensors,):
-        if t.dim() > 1:
-            t = (t.movedim(batch_dim, 0) if batch_dim else t).flatten(1).sum(1)
+        if t.dim() > 1:  # over the other axes at once: flatten(1) would copy a transposed record first
+            t = t.sum([d for d in range(t.dim()) if d != batch_dim])
         total = t if total is None else total + t
     return total
 

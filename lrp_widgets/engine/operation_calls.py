@@ -133,6 +133,8 @@ class OperationCall:
             return self.op.vjp(tuple(inputs), None, R)
         if self.final:  # as a final nn.Softmax: each output's relevance moves to its logit
             return (inputs[0] * rules.divide(R, self.z, 0.0),)
+        if isinstance(self.op, SoftmaxOp):  # its linearisation, written out
+            return (self.op.relevance(inputs[0], R),)
         return (self.rule.relevance(self.op, inputs[0], R, z=self.z),)
 
 

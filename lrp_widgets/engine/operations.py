@@ -185,7 +185,8 @@ def _bilinear(op, a: tuple, R, z, epsilon, shares):
     if z is None:
         z = op(*a)
     grads = op.vjp(a, None, rules.divide(R, z, epsilon))
-    return tuple(share * t * g if share else torch.zeros_like(t) for share, t, g in zip(shares, a, grads))
+    # (share * t) * g, the product written over the new tensor share * t: one allocation fewer
+    return tuple((t * share).mul_(g) if share else torch.zeros_like(t) for share, t, g in zip(shares, a, grads))
 
 
 # -- linear maps of operations (the op/vjp interface of ops.py) --------------------------------------
@@ -245,15 +246,20 @@ class MatMulPairOp(TensorsOp):
 
 
 class SoftmaxOp(ops.FunctionOp):
-    """``softmax(a, dim)`` with its output at hand: the vjp is autograd's softmax backward on that output
-    (the same kernel, so bit-identical), without computing the softmax again."""
+    """``softmax(a, dim)`` with its output ``s`` at hand: :meth:`relevance` is the linearisation at the input
+    written out, without computing the softmax again."""
 
     def __init__(self, function, output: torch.Tensor, dim: int):
         super().__init__(function)
         self.output, self.dim = output, dim
 
-    def vjp(self, a, weight, s):
-        return torch._softmax_backward_data(s, self.output, self.dim, self.output.dtype)
+    def relevance(self, a: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+        """``R_x = x (R - s sum R)`` (REFERENCE.md §7). The same as LRP-0 on the softmax's Jacobian
+        (``x * vjp(R / s)``, as :class:`~lrp_widgets.engine.rules.Zero` computes it), which divides ``R``
+        by ``s`` only for the vjp to multiply it back, and needs a mask where ``s`` underflows to 0
+        (there ``R = 0``: ``s`` is one of its factors)."""
+        shares = self.output * R.sum(self.dim, keepdim=True)
+        return torch.sub(R, shares, out=shares).mul_(a)  # written over the new tensor: one allocation
 
 
 #: moves of one activation whose vector-Jacobian product is a reshape back to the input's shape
@@ -288,6 +294,7 @@ class MatMulOp:
     """``a @ weight`` (or ``weight @ a`` with ``left=True``) for a constant ``weight``: a linear layer."""
 
     bias = None
+    fresh_vjp = True  # autograd's matmul backward: a new tensor
 
     def __init__(self, weight: torch.Tensor, left: bool):
         self.weight, self.left = weight, left
@@ -305,6 +312,7 @@ class FunctionalConvOp:
 
     _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
     _INPUT_GRAD = {1: torch.nn.grad.conv1d_input, 2: torch.nn.grad.conv2d_input, 3: torch.nn.grad.conv3d_input}
+    fresh_vjp = True  # a convolution's input gradient
 
     def __init__(self, dims, weight, bias, stride=1, padding=0, dilation=1, groups=1):
         self.dims, self.weight, self.bias = dims, weight, bias

@@ -4,7 +4,9 @@ Rules (``rules.py``) are written against this small interface, so one rule serve
 Conv1d/2d/3d and parameter-free linear layers (average pooling) alike:
 
 * ``op(a, weight, bias)`` computes the layer with any (modified) parameters;
-* ``op.vjp(a, weight, s)`` computes ``c = (dz/da)^T s`` for ``z = op(a; weight, 0)``.
+* ``op.vjp(a, weight, s)`` computes ``c = (dz/da)^T s`` for ``z = op(a; weight, 0)``;
+* ``op.fresh_vjp``: whether that ``c`` is always a new tensor (not a view of ``s``), which the rules
+  may then overwrite with ``a * c`` (:func:`~lrp_widgets.engine.rules.times_input`).
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ _CONV_INPUT_GRAD = {
 class LinearOp:
     """A Linear layer, ``z = a W^T + b``."""
 
+    fresh_vjp = True  # a matmul's output
+
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         self.weight = weight
         self.bias = bias
@@ -35,6 +39,8 @@ class LinearOp:
 
 class ConvOp:
     """A ConvNd layer with the module's stride, padding, dilation and groups."""
+
+    fresh_vjp = True  # a convolution's input gradient
 
     def __init__(self, module: nn.modules.conv._ConvNd, weight, bias):
         self.module = module
@@ -63,6 +69,8 @@ class FunctionOp:
 
     def __init__(self, function):
         self.function = function
+        # the closed-form vjp of a normalization computes new tensors; autograd's may hand back s (identity)
+        self.fresh_vjp = hasattr(function, "_lrp_vjp")
 
     def __call__(self, a, weight=None, bias=None):
         return self.function(a)
@@ -173,8 +181,9 @@ def normalization(module: nn.Module, a: torch.Tensor):
     def vjp(s):
         # autograd's backward of ``function``, step by step in its order (so bit-identical), without
         # building a graph: mul by the weight, div by std, then the mean's share (-g summed, over count)
-        g = (s * weight if weight is not None else s) / std
-        return g + (-g).sum(dims, keepdim=True) / count if centred else g
+        # (in place where the operand is a new tensor of ours: the same values, fewer allocations)
+        g = (s * weight).div_(std) if weight is not None else s / std
+        return g.add_((-g).sum(dims, keepdim=True) / count) if centred else g
 
     function._lrp_vjp = vjp
     return function

@@ -126,6 +126,10 @@ class _Call:
         return (self.rule.relevance(op, a, R, z=self.z),)
 
 
+def _held(tensor):
+    return tensor.detach() if tensor.requires_grad else tensor
+
+
 class _Propagate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, call, *inputs):
@@ -243,7 +247,8 @@ class Session:
     # -- recording ------------------------------------------------------------------------
     def record(self, call: _Call, relevance: tuple):
         # keep references only (no copies, no reductions): sums are taken when asked for
-        tensors = relevance[0].detach() if len(relevance) == 1 else tuple(r.detach() for r in relevance)
+        # (relevance computed in a backward pass carries no graph: detached only where it does)
+        tensors = _held(relevance[0]) if len(relevance) == 1 else tuple(_held(r) for r in relevance)
         self.records[call.index] = (call.name, tensors)
 
     def record_input(self, call: _Call, relevance: torch.Tensor, batch_dim: int = 0):
