@@ -206,3 +206,43 @@ def test_model_is_not_changed():
     lrp_widgets.explain(model, torch.randn(2, 5, 8, dtype=torch.float64), composite="attnlrp")
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_self_attention_takes_one_projection_with_the_relevance_of_three(monkeypatch, batch_first):
+    """q, k, v of self-attention come from one F.linear: epsilon stabilizes each output on its own, so the
+    relevance equals that of three projections (summed in another order)."""
+    from lrp_widgets.engine import attention, graph
+
+    class SelfAttention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(3)
+            self.attention = nn.MultiheadAttention(8, 2, batch_first=batch_first)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            h = x if batch_first else x.transpose(0, 1)
+            h = self.attention(h, h, h, need_weights=False)[0]
+            return self.head((h if batch_first else h.transpose(0, 1)).mean(1))
+
+    model = SelfAttention().double().eval()
+    x = torch.randn(4, 5, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    fused = lrp_widgets.explain(model, x, composite="attnlrp", layers=True)
+    linears = [n for n in graph.trace(model).nodes if n.target is torch.nn.functional.linear]
+    assert len(linears) == 1 and "linear" in fused.layers
+
+    def three(module, h):  # the projections one by one, as for cross-attention
+        (wq, wk, wv), (bq, bk, bv) = attention._projections(module)
+        heads, d = module.num_heads, module.head_dim
+        return tuple(torch.nn.functional.linear(h, w, b).unflatten(-1, (heads, d)).transpose(1, 2)
+                     for w, b in ((wq, bq), (wk, bk), (wv, bv)))
+
+    monkeypatch.setattr(attention, "_fused_projection", three)
+    graph.clear_cache()
+    separate = lrp_widgets.explain(model, x, composite="attnlrp", layers=True)
+    graph.clear_cache()
+    assert "linear_2" in separate.layers
+    torch.testing.assert_close(fused.output, separate.output, rtol=0, atol=1e-12)
+    torch.testing.assert_close(fused.relevance, separate.relevance, rtol=0, atol=1e-12)
+    assert fused.relevance.abs().sum() > 0.1

@@ -463,3 +463,47 @@ def test_explain_leaves_no_reference_cycles(graph_path):
     finally:
         if enabled:
             gc.enable()
+
+
+def test_moves_ride_on_autograd_with_the_records_of_operation_calls(monkeypatch):
+    """A move of one activation is left to autograd (its backward is the move's rule) and recorded by a hook on
+    its node: the relevance, every record and the conservation table are those of OperationCalls."""
+    from lrp_widgets.engine import operation_calls
+
+    model = zoo.load("shapes_vit")
+    x = zoo.dataset("shapes_vit").test.x[:3]
+    moved = []
+    original = operation_calls._moved
+
+    def counted(*args):
+        output = original(*args)
+        moved.append(output is not None)
+        return output
+
+    monkeypatch.setattr(operation_calls, "_moved", counted)
+    light = explain(model, x, composite="attnlrp", layers=True)
+    assert sum(moved) >= 8  # transposes, unflattens, permutes, the class token's cat, ...
+    assert not all(moved)  # flatten of a transposed tensor copies first: an OperationCall
+    monkeypatch.setattr(operation_calls, "_moved", lambda *args: None)
+    calls = explain(model, x, composite="attnlrp", layers=True)
+    assert torch.equal(light.relevance, calls.relevance)
+    assert list(light.layers) == list(calls.layers)
+    for name, value in calls.layers.items():
+        same = light.layers[name]
+        pairs = zip(same, value) if isinstance(value, tuple) else [(same, value)]
+        assert all(torch.equal(a, b) for a, b in pairs), name
+    assert light.conservation().names == calls.conservation().names
+    torch.testing.assert_close(light.conservation().sums, calls.conservation().sums, rtol=1e-6, atol=1e-6)
+    # a mask acts on a move's output relevance: that move stays an OperationCall
+    masked = explain(model, x, composite="attnlrp", layers=True, masks={"transpose": torch.zeros(1)})
+    assert masked.layers["transpose"].abs().max() == 0 and masked.relevance.abs().max() == 0
+
+
+def test_a_move_that_returns_its_input_is_still_recorded():
+    """``.contiguous()`` of a contiguous tensor makes no autograd node: the move is an OperationCall."""
+    model = Op(lambda m, x: m.fc2(torch.relu(m.fc(x)).contiguous()), fc=nn.Linear(4, 5), fc2=nn.Linear(5, 2))
+    model = model.double().eval()
+    x = torch.rand(3, 4, dtype=torch.float64)
+    result = explain(model, x, composite="epsilon", layers=True, graph=True)
+    assert "contiguous" in result.layers
+    torch.testing.assert_close(result.layers["contiguous"], result.layers["fc2"])

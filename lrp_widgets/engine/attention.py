@@ -8,7 +8,8 @@ rules (REFERENCE.md §7, §8):
 ==========================================  =================================================================
 operation                                   relevance (AttnLRP)
 ==========================================  =================================================================
-q, k, v projections ``F.linear``            epsilon: ``R_x = x * W^T (R / stabilize(z))``
+q, k, v projections ``F.linear``            epsilon: ``R_x = x * W^T (R / stabilize(z))`` (one ``F.linear`` for
+                                            the three in self-attention: the same relevance)
 ``q @ k^T`` (:class:`AttentionScores`)      epsilon on the bilinear form, then uniform: half of each term
                                             ``q_i k_j R / z`` to each factor
 ``softmax``                                 linearised at its input: ``R_x = x * (R_s - s * sum(R_s))``
@@ -91,6 +92,27 @@ def _projections(module: nn.MultiheadAttention):
     return weights, biases
 
 
+def _fused_projection(module: nn.MultiheadAttention, x):
+    """q, k, v of self-attention from one ``F.linear`` of ``x``, each (N, heads, T, head_dim).
+
+    The epsilon rule stabilizes each output unit on its own, so on the stacked weights it sends ``x``
+    the sum of what the three projections would send it (the same relevance, summed in another order),
+    with one linear map instead of three in the forward and in the relevance pass, and no sum of three
+    relevances at ``x``. The three are apart again by ``unbind``, which follows the data as gradients do.
+    """
+    E, scale = module.embed_dim, float(module.head_dim) ** -0.5
+    if module._qkv_same_embed_dim:  # the q rows scaled, as in _projections (the same numbers)
+        w = module.in_proj_weight
+        weight = torch.cat([w[:E] * scale, w[E:]])
+    else:
+        weight = torch.cat([module.q_proj_weight * scale, module.k_proj_weight, module.v_proj_weight])
+    b = module.in_proj_bias
+    bias = None if b is None else torch.cat([b[:E] * scale, b[E:]])
+    qkv = F.linear(x, weight, bias).unflatten(-1, (3, module.num_heads, module.head_dim)).permute(2, 0, 3, 1, 4)
+    parts = qkv.unbind(0)  # a tuple under fx: indexed, not unpacked
+    return parts[0], parts[1], parts[2]
+
+
 def multihead_attention(module: nn.MultiheadAttention, name: str, query, key, value, key_padding_mask=None,
                         need_weights=True, attn_mask=None, average_attn_weights=True, is_causal=False):
     """``nn.MultiheadAttention.forward`` written with operations that have AttnLRP rules.
@@ -106,15 +128,22 @@ def multihead_attention(module: nn.MultiheadAttention, name: str, query, key, va
         _refuse(name, module, "bias_k/bias_v")
     if module.add_zero_attn:
         _refuse(name, module, "add_zero_attn=True")
+    self_attention = query is key and key is value
     if not module.batch_first:  # (T, N, E) -> (N, T, E)
-        query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
-    (wq, wk, wv), (bq, bk, bv) = _projections(module)
+        if self_attention:  # one tensor (one node) for the three
+            query = key = value = query.transpose(0, 1)
+        else:
+            query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
     heads, head_dim = module.num_heads, module.head_dim
 
     def split(t):  # (N, T, E) -> (N, heads, T, head_dim)
         return t.unflatten(-1, (heads, head_dim)).transpose(1, 2)
 
-    q, k, v = split(F.linear(query, wq, bq)), split(F.linear(key, wk, bk)), split(F.linear(value, wv, bv))
+    if self_attention:  # one projection to q, k and v (see _fused_projection)
+        q, k, v = _fused_projection(module, query)
+    else:
+        (wq, wk, wv), (bq, bk, bv) = _projections(module)
+        q, k, v = split(F.linear(query, wq, bq)), split(F.linear(key, wk, bk)), split(F.linear(value, wv, bv))
     scores = attention_scores(q, k)
     if key_padding_mask is not None:
         scores = scores.masked_fill(key_padding_mask.to(torch.bool)[:, None, None, :], MASKED)
