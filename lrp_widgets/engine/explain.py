@@ -259,12 +259,9 @@ def explain(
         if unknown:
             raise InputError(f"masks name modules the forward pass did not call: {unknown}; called: {sorted(called)}")
     session.calls.clear()  # the calls refer to the session: without the cycle, their tensors go now, not at the next gc
-    ordered = sorted(session.records.items())
-    stage_sums = [("output", start.detach().sum(1))]
-    stage_sums += [(name, _per_sample_sum(tensors, session.batch_dims.get(index, 0)))
-                   for index, (name, tensors) in reversed(ordered)]
-    stage_sums.append(("input", relevance.detach().flatten(1).sum(1)))
-    layer_map = OrderedDict((name, tensors) for _, (name, tensors) in ordered) if layers else None
+    stage_sums = [("output", start.detach().sum(1)), *session.records.stage_sums(),
+                  ("input", relevance.detach().flatten(1).sum(1))]
+    layer_map = OrderedDict(session.records.layers()) if layers else None
     return Explanation(
         relevance=relevance.detach(),
         output=scores.detach(),
@@ -274,16 +271,6 @@ def explain(
         stage_sums=stage_sums,
         recurrent=dict(session.recurrent),
     )
-
-
-def _per_sample_sum(tensors, batch_dim: int = 0) -> torch.Tensor:
-    # a plain loop, not sum(generator) from 0: one tensor op fewer per record (a graph has dozens of records)
-    total = None
-    for t in tensors if isinstance(tensors, tuple) else (tensors,):
-        if t.dim() > 1:  # over the other axes at once: flatten(1) would copy a transposed record first
-            t = t.sum([d for d in range(t.dim()) if d != batch_dim])
-        total = t if total is None else total + t
-    return total
 
 
 def _check_not_meta(model: nn.Module, x) -> None:

@@ -293,11 +293,11 @@ class _Moved:
     __slots__ = ("name", "index", "records", "position")
     kind = "operation"  # for code that lists the session's calls by kind
 
-    def __init__(self, name: str, index: int, records: dict, position: int):
+    def __init__(self, name: str, index: int, records, position: int):
         self.name, self.index, self.records, self.position = name, index, records, position
 
     def __call__(self, grad_inputs, grad_outputs):
-        self.records[self.index] = (self.name, grad_inputs[self.position])
+        self.records.add(self.index, self.name, grad_inputs[self.position])
 
 
 def _moved(session, name: str, operation, call, activation: torch.Tensor):

@@ -23,6 +23,7 @@ from torch.overrides import TorchFunctionMode
 from . import ops, recurrent, rules, types
 from .canonizers import BatchNormFolding, batchnorm_affine
 from .composites import Composite
+from .records import Records
 from .errors import (
     MODULE_FOR_FUNCTION, CompositeError, FunctionalCallError, LRPWarning, UnsupportedConfigurationError, UnsupportedModuleError,
 )
@@ -239,23 +240,19 @@ class Session:
         self.hook_failed = False
         self.tokens = None  # (token indices given to the model, the float leaf their relevance goes to)
         self.first_done = False
-        self.records: dict[int, tuple] = {}
-        self.batch_dims: dict[int, int] = {}  # call index -> batch axis of its record, where not 0
+        self.records = Records(keep=record_layers)
         self.recurrent: dict = {}  # call name -> RecurrentRelevance (recurrent.py)
         self.folding = BatchNormFolding()  # canonizer; removed by explain once relevance is back
 
     # -- recording ------------------------------------------------------------------------
     def record(self, call: _Call, relevance: tuple):
-        # keep references only (no copies, no reductions): sums are taken when asked for
-        # (relevance computed in a backward pass carries no graph: detached only where it does)
+        # references, no copies (relevance computed in a backward pass carries no graph: detached only where it does)
         tensors = _held(relevance[0]) if len(relevance) == 1 else tuple(_held(r) for r in relevance)
-        self.records[call.index] = (call.name, tensors)
+        self.records.add(call.index, call.name, tensors)
 
     def record_input(self, call: _Call, relevance: torch.Tensor, batch_dim: int = 0):
         """Record one input's relevance whose samples lie along ``batch_dim`` (a time-first RNN: 1)."""
-        self.records[call.index] = (call.name, relevance.detach())
-        if batch_dim:
-            self.batch_dims[call.index] = batch_dim
+        self.records.add(call.index, call.name, relevance.detach(), batch_dim)
 
     # -- hooks ----------------------------------------------------------------------------
     def _hook(self) -> "_InHook":
