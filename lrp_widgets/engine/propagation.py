@@ -18,27 +18,15 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from . import ops, recurrent, rules, types
 from .canonizers import BatchNormFolding, batchnorm_affine
 from .composites import Composite
 from .records import Records
+from .watch import Watch
 from .errors import (
-    MODULE_FOR_FUNCTION, CompositeError, FunctionalCallError, LRPWarning, UnsupportedConfigurationError, UnsupportedModuleError,
+    CompositeError, LRPWarning, UnsupportedConfigurationError, UnsupportedModuleError,
 )
-
-# Functions a forward may call outside modules: they move relevance as gradients should.
-_SAFE_FUNCTIONS = {
-    "__get__", "size", "dim", "numel", "__len__", "__format__", "__repr__", "stride", "is_contiguous",
-    "is_floating_point", "element_size", "data_ptr", "storage_offset", "__bool__",
-    "view", "reshape", "view_as", "reshape_as", "flatten", "unflatten", "permute", "transpose", "t",
-    "squeeze", "unsqueeze", "contiguous", "__getitem__", "narrow", "select", "expand", "expand_as",
-    "cat", "concat", "concatenate", "stack", "split", "chunk", "unbind", "tensor_split",
-    "relu", "max_pool1d", "max_pool2d", "max_pool1d_with_indices", "max_pool2d_with_indices",
-    "dropout", "identity", "to", "float", "double", "clone", "detach", "type",
-}
-
 
 #: kind -> what its modules take, for the composite's error message
 _TAKES = {
@@ -151,48 +139,6 @@ class _Propagate(torch.autograd.Function):
         return (None, *relevance)
 
 
-class _Watch(TorchFunctionMode):
-    """Names tensor arithmetic done outside any module during the forward pass."""
-
-    def __init__(self, session):
-        super().__init__()
-        self.session = session
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        session = self.session
-        if session.leaf_depth == 0 and not session.in_hook:
-            name = getattr(func, "__name__", str(func))
-            if name not in _SAFE_FUNCTIONS and _tracks_relevance(args, kwargs):
-                where = session.stack[-1] if session.stack else "the model"
-                module = session.stack_types[-1] if session.stack_types else type(session.model).__name__
-                fix = MODULE_FOR_FUNCTION.get(name)
-                fix = f"use {fix} instead" if fix else (
-                    "Do it with a module instead: lrp_widgets.Sum for residual additions, nn.ReLU, nn.Flatten, "
-                    "nn.Linear, ..."
-                )
-                if "pack" in name:  # pack_padded_sequence & co.: say what to do instead
-                    raise UnsupportedConfigurationError(
-                        f"the forward of '{where}' ({module}) packs the data (`{name}`); packed sequences are not "
-                        "supported by LRP through time. Pass equal-length (padded) sequences (N, T, F) to the LSTM/GRU."
-                    )
-                raise FunctionalCallError(
-                    f"the forward of '{where}' ({module}) calls `{name}` on the data outside any module. "
-                    f"LRP's hooks cannot see such a call, so relevance through it would be wrong: {fix} "
-                    "(reshapes, indexing, torch.cat and F.relu are fine)."
-                )
-        return func(*args, **kwargs)
-
-
-def _tracks_relevance(args, kwargs) -> bool:
-    for value in list(args) + list(kwargs.values()):
-        if isinstance(value, torch.Tensor) and value.requires_grad:
-            return True
-        if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) and v.requires_grad for v in value):
-            return True
-    return False
-
-
 class _InHook:
     """The engine's own code is running (the watch lets its calls through); an error there is ours.
 
@@ -235,7 +181,7 @@ class Session:
         self.stack_types: list[str] = []
         self.leaf_depth = 0
         self.in_hook = False
-        self.watch = getattr(self, "watch", None)  # the attached _Watch (kept when graph.py restarts a session)
+        self.watch = getattr(self, "watch", None)  # the attached Watch (kept when graph.py restarts a session)
         self.watch_off = getattr(self, "watch_off", False)
         self.hook_failed = False
         self.tokens = None  # (token indices given to the model, the float leaf their relevance goes to)
@@ -488,7 +434,7 @@ class Session:
                 else:
                     handles.append(module.register_forward_pre_hook(self._enter))
                     handles.append(module.register_forward_hook(self._leave))
-            self.watch = _Watch(self)
+            self.watch = Watch(self)
             with self.watch:
                 yield self
         finally:
