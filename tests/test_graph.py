@@ -507,3 +507,39 @@ def test_a_move_that_returns_its_input_is_still_recorded():
     result = explain(model, x, composite="epsilon", layers=True, graph=True)
     assert "contiguous" in result.layers
     torch.testing.assert_close(result.layers["contiguous"], result.layers["fc2"])
+
+
+def test_the_graph_calls_modules_without_hooks_and_a_users_hooks_still_run(monkeypatch):
+    """On the traced graph explain calls each leaf module itself (no hooks attached); a module with a hook of the
+    user's is called as the user wrote it, with ours attached around it."""
+    from lrp_widgets.engine import propagation
+
+    model = zoo.load("shapes_vit")
+    x = zoo.dataset("shapes_vit").test.x[:3]
+    plain = explain(model, x, composite="attnlrp", layers=True)  # traced, then explained on the graph
+    attached = []
+    original = propagation.Session.hook_modules
+    monkeypatch.setattr(propagation.Session, "hook_modules", lambda self: attached.append(1) or original(self))
+    again = explain(model, x, composite="attnlrp", layers=True)
+    assert not attached and torch.equal(again.relevance, plain.relevance)
+
+    seen = []
+    handle = model.head.register_forward_hook(lambda module, args, output: seen.append(output.shape))
+    try:
+        hooked = explain(model, x, composite="attnlrp", layers=True)
+    finally:
+        handle.remove()
+    assert seen == [torch.Size([3, 10])] and attached  # the user's hook ran, with ours attached for it
+    assert torch.equal(hooked.relevance, plain.relevance) and list(hooked.layers) == list(plain.layers)
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+    # a hook that changes a module's output changes the model, and the explanation follows it
+    handle = model.head.register_forward_hook(lambda module, args, output: 2 * output)
+    try:
+        doubled = explain(model, x, composite="attnlrp", target=plain.target)
+        with torch.no_grad():
+            expected = model(x)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(doubled.output, expected)
+    torch.testing.assert_close(doubled.output, 2 * plain.output)

@@ -209,8 +209,12 @@ class _Run:
             elif node.op == "call_module":
                 args, kwargs = map_arg((node.args, node.kwargs), lambda n: env[n.name])
                 module = traced.module(self.model, node)
-                with self.session.watching(module):  # a container called whole: its forward is not in the graph
-                    env[node.name] = module(*args, **kwargs)
+                output = self.session.call_leaf(module, args, kwargs)  # a leaf nobody hooks: no hooks needed
+                if output is None:
+                    self.session.hook_modules()
+                    with self.session.watching(module):  # a container called whole: its forward is not in the graph
+                        output = module(*args, **kwargs)
+                env[node.name] = output
             elif node.op == "output":
                 return map_arg(node.args[0], lambda n: env[n.name])
             else:
@@ -388,12 +392,14 @@ def forward(model: nn.Module, session, x, graph: bool | None = None):
     operations caught as they run (``eager.py``).
     """
     if graph is False:
+        session.hook_modules()
         return model(x)
     if graph is None:
         entry = _CACHE.lookup(id(model))
         known = entry is not None and entry[0]() is model and entry[3] and entry[1] == _signature(model)
         if known:  # the entry was just checked: no second look-up (a walk over the model's modules)
             return _run_traced(session, model, x, entry[2])
+        session.hook_modules()
         try:
             return model(x)
         except UnsupportedConfigurationError:  # packed sequences, attention, ...: the graph would not help
@@ -419,7 +425,10 @@ def _as_written(session, model: nn.Module, x, needed: bool = False):
 
 def _run_traced(session, model: nn.Module, x, traced):
     """Run ``traced`` (a :class:`Traced`, or where fx could not trace the model, its error or None)."""
-    return traced.run(session, model, x) if isinstance(traced, Traced) else eager.run(session, model, x)
+    if isinstance(traced, Traced):
+        return traced.run(session, model, x)
+    session.hook_modules()  # the model's own forward runs: its modules are seen by their hooks
+    return eager.run(session, model, x)
 
 
 def _restart(session) -> None:
