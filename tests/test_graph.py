@@ -543,3 +543,15 @@ def test_the_graph_calls_modules_without_hooks_and_a_users_hooks_still_run(monke
         handle.remove()
     torch.testing.assert_close(doubled.output, expected)
     torch.testing.assert_close(doubled.output, 2 * plain.output)
+
+
+def test_a_move_of_the_input_itself_is_recorded():
+    """The first operation reshapes x (a leaf: its gradient goes to an accumulator, not a grad_fn)."""
+    torch.manual_seed(6)
+    fc = nn.Linear(6, 2)
+    written = Op(lambda m, x: m.fc(x.flatten(1)), fc=fc).double().eval()
+    x = torch.rand(3, 2, 3, dtype=torch.float64)
+    result = explain(written, x, composite="epsilon", layers=True, graph=True)
+    hooks = explain(nn.Sequential(nn.Flatten(), fc).double().eval(), x, composite="epsilon")
+    assert torch.equal(result.relevance, hooks.relevance)
+    assert torch.equal(result.layers["flatten"], result.relevance)

@@ -297,7 +297,8 @@ class _Moved:
         self.name, self.index, self.records, self.position = name, index, records, position
 
     def __call__(self, grad_inputs, grad_outputs):
-        self.records.add(self.index, self.name, grad_inputs[self.position])
+        if grad_inputs[self.position] is not None:  # (every rule returns tensors; undefined only if one did not)
+            self.records.add(self.index, self.name, grad_inputs[self.position])
 
 
 def _moved(session, name: str, operation, call, activation: torch.Tensor):
@@ -315,9 +316,11 @@ def _moved(session, name: str, operation, call, activation: torch.Tensor):
     node = output.grad_fn if isinstance(output, torch.Tensor) else None
     if node is None or output is activation:
         return None
-    edge = get_gradient_edge(activation)
+    # where the activation's gradient goes: its grad_fn, or a leaf's accumulator (get_gradient_edge, slower)
+    source = (activation.grad_fn, activation.output_nr) if activation.grad_fn is not None else \
+        tuple(get_gradient_edge(activation))
     reads = [(i, fn, nr) for i, (fn, nr) in enumerate(node.next_functions) if fn is not None]
-    if len(reads) != 1 or reads[0][1] is not edge.node or reads[0][2] != edge.output_nr:
+    if len(reads) != 1 or reads[0][1] is not source[0] or reads[0][2] != source[1]:
         return None
     moved = _Moved(name, len(session.calls), session.records, reads[0][0])
     session.calls.append(moved)
