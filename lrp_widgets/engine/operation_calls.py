@@ -310,7 +310,8 @@ def _moved(session, name: str, operation, call, activation: torch.Tensor):
     A move's rule is its vector-Jacobian product, so autograd's own backward of the move is the rule, with the
     same kernels (the relevance is bit-identical). A hook on the move's node records it (the node's gradient
     at its input). No rule object, no Python backward: on the tiny ViT (nine moves per call) AttnLRP takes
-    ~1% less time (in-process A/B). Masked nodes keep the OperationCall (the mask acts on the relevance at the output)."""
+    ~1% less time (in-process A/B). Masked nodes keep the OperationCall (the mask acts on the relevance at
+    the output)."""
     rule_for(session.composite, name, operation)  # an exact name's rule must suit a move
     output = call(activation)
     node = output.grad_fn if isinstance(output, torch.Tensor) else None
