@@ -3,8 +3,9 @@
 The hook path (``propagation.py``) sees modules only; ``x + y`` or ``h.mean(2)`` in a ``forward``
 stops it with a :class:`~lrp_widgets.engine.errors.FunctionalCallError`. Here the model is traced
 once with ``torch.fx`` (supported modules stay whole, as leaves; everything else is traced through)
-and then *run node by node*: module nodes are called as usual, so the session's hooks give them
-exactly the rules of the hook path, and every other operation on the data gets the rule of its kind
+and then *run node by node*: module nodes get exactly the rules of the hook path, from the same
+session code the hooks run (``Session.call_leaf`` runs it around the module's forward, with no hooks
+attached), and every other operation on the data gets the rule of its kind
 (:mod:`~lrp_widgets.engine.operations`) through the same autograd function. One rule implementation
 serves both paths, and on a model both can explain they give the same relevance.
 

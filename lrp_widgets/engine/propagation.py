@@ -4,7 +4,8 @@ Relevance travels backwards as the "gradient" of one autograd pass (as in Zennit
 model runs forward, a hook on every leaf module replaces the module's output by the output of
 ``_Propagate``, an autograd function whose backward asks the module's rule for the relevance
 at the module's input. Nothing is stored on the model: hooks live only inside
-``Session.attached()`` and are removed on the way out, even when the forward pass raises.
+``Session.attached()`` and are removed on the way out, even when the forward pass raises. (A traced
+graph calls its modules itself, the hooks' work done by ``Session.call_leaf``: no hooks at all.)
 
 Operations outside modules cannot be seen by hooks. Reshapes, concatenation and indexing move
 relevance correctly as gradients do; arithmetic does not (``x + y`` would copy the relevance
