@@ -9,7 +9,7 @@ graph calls its modules itself, the hooks' work done by ``Session.call_leaf``: n
 
 Operations outside modules cannot be seen by hooks. Reshapes, concatenation and indexing move
 relevance correctly as gradients do; arithmetic does not (``x + y`` would copy the relevance
-to both terms), so a ``TorchFunctionMode`` watches the forward pass and names such calls.
+to both terms), so a ``TorchFunctionMode`` (``watch.py``) watches the forward pass and names such calls.
 """
 from __future__ import annotations
 
