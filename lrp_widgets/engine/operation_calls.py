@@ -309,8 +309,8 @@ def _moved(session, name: str, operation, call, activation: torch.Tensor):
     A move's rule is its vector-Jacobian product, so autograd's own backward of the move is the rule, with the
     same kernels (the relevance is bit-identical). A hook on the move's node records it (the node's gradient
     at its input). No rule object, no Python backward: on the tiny ViT (a dozen moves per call) AttnLRP takes
-    ~2% less time (in-process A/B). The node may also read constants (``torch.cat`` of a class token and the
-    patches): they get no relevance, as in an OperationCall, which passes the activation only; and it may read
+    ~2% less time (in-process A/B). The node may also read constants (``torch.cat([x, self.extra])`` with a
+    parameter): they get no relevance, as in an OperationCall, which passes the activation only; and it may read
     the activation through a copy (``flatten`` of a transposed tensor clones it first: the gradient at the
     copy is the activation's). Masked nodes keep the OperationCall (the mask acts on the relevance at the
     output)."""
