@@ -555,3 +555,18 @@ def test_a_move_of_the_input_itself_is_recorded():
     hooks = explain(nn.Sequential(nn.Flatten(), fc).double().eval(), x, composite="epsilon")
     assert torch.equal(result.relevance, hooks.relevance)
     assert torch.equal(result.layers["flatten"], result.relevance)
+
+
+def test_a_move_that_also_reads_a_parameter_is_recorded_as_an_operation_call_would(monkeypatch):
+    """``torch.cat([x, parameter])``: the autograd node reads the parameter too; only x gets relevance."""
+    from lrp_widgets.engine import operation_calls
+
+    torch.manual_seed(7)
+    model = Op(lambda m, x: m.fc(torch.cat([torch.relu(x), m.extra], 1)), fc=nn.Linear(6, 2)).double().eval()
+    model.extra = nn.Parameter(torch.rand(3, 2, dtype=torch.float64))
+    x = torch.rand(3, 4, dtype=torch.float64)
+    light = explain(model, x, composite="epsilon", layers=True, graph=True)
+    monkeypatch.setattr(operation_calls, "_moved", lambda *args: None)
+    calls = explain(model, x, composite="epsilon", layers=True, graph=True)
+    assert torch.equal(light.relevance, calls.relevance) and light.relevance.abs().sum() > 0
+    assert torch.equal(light.layers["cat"], calls.layers["cat"]) and light.layers["cat"].shape == x.shape
