@@ -570,3 +570,4 @@ def test_a_move_that_also_reads_a_parameter_is_recorded_as_an_operation_call_wou
     calls = explain(model, x, composite="epsilon", layers=True, graph=True)
     assert torch.equal(light.relevance, calls.relevance) and light.relevance.abs().sum() > 0
     assert torch.equal(light.layers["cat"], calls.layers["cat"]) and light.layers["cat"].shape == x.shape
+

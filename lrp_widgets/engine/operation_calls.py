@@ -27,6 +27,7 @@ from .operations import (
     SoftmaxOp, Split, TensorsOp, Uniform, move_op,
 )
 from .propagation import _Propagate
+from .records import Recorder
 
 __all__ = ["OperationCall", "configure", "apply", "accepts", "rule_for"]
 
@@ -286,21 +287,6 @@ def apply(session, name: str, operation, call, target, slots: list, positions: l
         return _Propagate.apply(record, *slots)
 
 
-class _Moved:
-    """A move of one activation left on the autograd graph as torch records it (see :func:`_moved`): a hook on
-    its autograd node records the relevance at its input, in the call order of the session's records."""
-
-    __slots__ = ("name", "index", "records", "position")
-    kind = "operation"  # for code that lists the session's calls by kind
-
-    def __init__(self, name: str, index: int, records, position: int):
-        self.name, self.index, self.records, self.position = name, index, records, position
-
-    def __call__(self, grad_inputs, grad_outputs):
-        if grad_inputs[self.position] is not None:  # (every rule returns tensors; undefined only if one did not)
-            self.records.add(self.index, self.name, grad_inputs[self.position])
-
-
 def _moved(session, name: str, operation, call, activation: torch.Tensor):
     """Run a move (reshape, transpose, indexing, ...) of one activation with autograd recording it, or return
     None where its output is not the work of one new autograd node reading ``activation`` (``.contiguous()``
@@ -325,7 +311,7 @@ def _moved(session, name: str, operation, call, activation: torch.Tensor):
     reads = [i for i, edge in enumerate(node.next_functions) if _reads(edge, source)]
     if len(reads) != 1:
         return None
-    moved = _Moved(name, len(session.calls), session.records, reads[0])
+    moved = Recorder(name, len(session.calls), session.records, reads[0])
     session.calls.append(moved)
     node.register_hook(moved)
     return output

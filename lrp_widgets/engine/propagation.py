@@ -23,46 +23,12 @@ from torch import nn
 from . import ops, recurrent, rules, types
 from .canonizers import BatchNormFolding, batchnorm_affine
 from .composites import Composite
+from .module_rules import TAKES, accepts
 from .records import Records
 from .watch import Watch
 from .errors import (
     CompositeError, LRPWarning, UnsupportedConfigurationError, UnsupportedModuleError,
 )
-
-#: kind -> what its modules take, for the composite's error message
-_TAKES = {
-    "linear": "a layer with weights takes Zero, Epsilon, Gamma, AlphaBeta, ZPlus, ZBox, Flat or WSquare",
-    "embedding": "an Embedding takes Zero, Epsilon, Gamma, AlphaBeta, ZPlus, ZBox, Flat or WSquare",
-    "pool": "a pooling or upsampling layer takes any rule but Pass",
-    "maxpool": "a pooling layer takes any rule but Pass",
-    "sum": "a Sum takes Epsilon or Zero",
-    "pass": "an element-wise activation, dropout or identity takes Pass (the default) or Gradient from a glob, "
-    "and any rule by exact name or layer type (computed on the activation function)",
-    "reshape": "a reshape takes Pass or Gradient",
-    "norm": "a normalisation takes Epsilon/Zero (by default the composite's epsilon for pooling, with the std "
-    "held constant), or Pass or Gradient by exact name or layer type",
-    "softmax": "a final Softmax/LogSoftmax has a fixed treatment (the explanation starts from its input, the logits)",
-}
-
-
-def accepts(kind: str, rule, exact: bool = True) -> bool:
-    """Whether a module of ``kind`` can take ``rule``; ``exact=False`` for a glob's rule, which
-    reaches fewer modules (a glob's epsilon is meant for the layers with weights under it)."""
-    carry = isinstance(rule, (rules.Pass, rules.Gradient))
-    if kind in ("linear", "embedding"):
-        return not carry
-    if kind in ("pool", "maxpool"):
-        return not isinstance(rule, rules.Pass)
-    if kind == "sum":
-        return isinstance(rule, rules.Epsilon)
-    if kind == "pass":
-        return carry or exact
-    if kind == "reshape":
-        return carry
-    if kind == "norm":
-        return isinstance(rule, rules.Epsilon) or (exact and carry)
-    return False
-
 
 def _is_leaf(module: nn.Module) -> bool:
     return isinstance(module, types.SUPPORTED + types.NOT_YET + types.ATTENTION) or len(module._modules) == 0
@@ -410,7 +376,7 @@ class Session:
         if not accepts(kind, call.rule):
             raise CompositeError(
                 f"the composite gives {call.rule!r} to '{call.name}' ({type(module).__name__}), which cannot take it: "
-                f"{_TAKES[kind]}. Give that module another rule (or none); a glob pattern would skip it."
+                f"{TAKES[kind]}. Give that module another rule (or none); a glob pattern would skip it."
             )
 
     def check_softmax_last(self, output) -> None:

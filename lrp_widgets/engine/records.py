@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["Records", "per_sample_sum"]
+__all__ = ["Records", "Recorder", "per_sample_sum"]
 
 
 def per_sample_sum(tensors, batch_dim: int = 0) -> torch.Tensor:
@@ -48,3 +48,18 @@ class Records:
     def layers(self) -> list:
         """``(name, relevance)`` of every kept record, in forward order."""
         return [self.tensors[index] for index in sorted(self.tensors)]
+
+
+class Recorder:
+    """A post-hook of an autograd node: records the node's gradient at its input ``position`` as the relevance
+    of call ``index`` (for calls whose rule is autograd's own backward: moves, identities)."""
+
+    __slots__ = ("name", "index", "records", "position")
+    kind = "operation"  # for code that lists a session's calls by kind
+
+    def __init__(self, name: str, index: int, records: Records, position: int = 0):
+        self.name, self.index, self.records, self.position = name, index, records, position
+
+    def __call__(self, grad_inputs, grad_outputs):
+        if grad_inputs[self.position] is not None:  # (every rule returns tensors; undefined only if one did not)
+            self.records.add(self.index, self.name, grad_inputs[self.position])
