@@ -23,12 +23,10 @@ from torch import nn
 from . import ops, recurrent, rules, types
 from .canonizers import BatchNormFolding, batchnorm_affine
 from .composites import Composite
+from .errors import CompositeError, LRPWarning, UnsupportedConfigurationError, UnsupportedModuleError
 from .module_rules import TAKES, accepts
 from .records import Records
 from .watch import Watch
-from .errors import (
-    CompositeError, LRPWarning, UnsupportedConfigurationError, UnsupportedModuleError,
-)
 
 def _is_leaf(module: nn.Module) -> bool:
     return isinstance(module, types.SUPPORTED + types.NOT_YET + types.ATTENTION) or len(module._modules) == 0
