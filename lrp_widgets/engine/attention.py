@@ -100,14 +100,8 @@ def _fused_projection(module: nn.MultiheadAttention, x):
     with one linear map instead of three in the forward and in the relevance pass, and no sum of three
     relevances at ``x``. The three are apart again by ``unbind``, which follows the data as gradients do.
     """
-    E, scale = module.embed_dim, float(module.head_dim) ** -0.5
-    if module._qkv_same_embed_dim:  # the q rows scaled, as in _projections (the same numbers)
-        w = module.in_proj_weight
-        weight = torch.cat([w[:E] * scale, w[E:]])
-    else:
-        weight = torch.cat([module.q_proj_weight * scale, module.k_proj_weight, module.v_proj_weight])
-    b = module.in_proj_bias
-    bias = None if b is None else torch.cat([b[:E] * scale, b[E:]])
+    (wq, wk, wv), (bq, bk, bv) = _projections(module)
+    weight, bias = torch.cat([wq, wk, wv]), None if bq is None else torch.cat([bq, bk, bv])
     qkv = F.linear(x, weight, bias).unflatten(-1, (3, module.num_heads, module.head_dim)).permute(2, 0, 3, 1, 4)
     parts = qkv.unbind(0)  # a tuple under fx: indexed, not unpacked
     return parts[0], parts[1], parts[2]
