@@ -220,28 +220,6 @@ def test_silu_written_out_passes_like_the_module():
     torch.testing.assert_close(Rx, reference.product(x, torch.sigmoid(x), R, shares=[1.0])[0])
 
 
-@pytest.mark.parametrize("target, function", [
-    ("flatten", lambda t: t.flatten(1)), ("unflatten", lambda t: t.unflatten(-1, (2, 3))),
-    ("reshape", lambda t: t.reshape(4, -1)), (torch.flatten, lambda t: torch.flatten(t, 0, 1)),
-    ("transpose", lambda t: t.transpose(1, 2)), (torch.transpose, lambda t: torch.transpose(t, 0, 2)),
-    ("swapaxes", lambda t: t.swapaxes(0, 1)),
-])
-def test_move_op_vjp_is_autograds(target, function):
-    # the closed-form vjp of reshapes and transposes gives exactly autograd's, values and shape
-    a = torch.randn(4, 5, 6)
-    op = operations.move_op(function, target, 1)
-    assert type(op) is operations.MoveOp
-    s = torch.randn_like(function(a))
-    (fast,) = op.vjp((a,), None, s)
-    (slow,) = operations.TensorsOp(function).vjp((a,), None, s)
-    assert fast.shape == a.shape and torch.equal(fast, slow)
-
-
-def test_move_op_falls_back_to_autograd():
-    assert type(operations.move_op(lambda t, u: torch.cat([t, u]), torch.cat, 2)) is operations.TensorsOp
-    assert type(operations.move_op(lambda t: t.permute(2, 0, 1), "permute", 1)) is operations.TensorsOp
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("transposed", [False, True])
 def test_matmul_pair_op_vjp_is_autograds(dtype, transposed):

@@ -24,7 +24,7 @@ from .errors import CompositeError
 from .operations import (
     DIVIDE, SUBTRACT, Activation, Add, AttentionScores, AttentionValues, FunctionalConv, FunctionalConvOp,
     FunctionalLinear, Gated, MatMul, MatMulOp, MatMulPairOp, MaxPool, Mean, Move, Product, Scale, Shape, Softmax,
-    SoftmaxOp, Split, TensorsOp, Uniform, move_op,
+    SoftmaxOp, Split, TensorsOp, Uniform,
 )
 from .propagation import _Propagate
 from .records import Recorder
@@ -149,8 +149,8 @@ def configure(call: OperationCall, composite, first_done: bool, target, args, kw
     operation, name, output = call.operation, call.name, call.output
     n = len(call.positions)
     function = call.function
-    if issubclass(operation, Move):
-        call.op = move_op(function, target, n)
+    if issubclass(operation, Move):  # (most moves of one activation ride on autograd instead: _moved)
+        call.op = TensorsOp(function)
         rule_for(composite, name, operation)  # only checks an exact name's rule
     elif operation is Add:
         subtract, alpha = target in SUBTRACT, kwargs.get("alpha", 1)

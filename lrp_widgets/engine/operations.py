@@ -262,34 +262,6 @@ class SoftmaxOp(ops.FunctionOp):
         return torch.sub(R, shares, out=shares).mul_(a)  # written over the new tensor: one allocation
 
 
-#: moves of one activation whose vector-Jacobian product is a reshape back to the input's shape
-_RESHAPES = {"flatten", "unflatten", "reshape", torch.flatten, torch.unflatten, torch.reshape}
-#: moves that undo themselves: their vector-Jacobian product is the move itself
-_SELF_INVERSE = {"transpose", "t", "swapaxes", "swapdims", torch.transpose, torch.t, torch.swapaxes, torch.swapdims}
-
-
-class MoveOp(TensorsOp):
-    """A reshape or transpose of one activation: its vjp moves the data back exactly as autograd's
-    backward of the move does, without building a graph for it (a traced ViT has dozens per call)."""
-
-    def __init__(self, function, reshape: bool):
-        super().__init__(function)
-        self.reshape = reshape
-
-    def vjp(self, tensors, weight, s):
-        (a,) = tensors
-        return (s.reshape(a.shape) if self.reshape else self.function(s),)
-
-
-def move_op(function, target, activations: int) -> TensorsOp:
-    """The linear map of a move (reshape, transpose, indexing, cat, ...) of ``activations`` tensors."""
-    if activations == 1 and target in _RESHAPES:
-        return MoveOp(function, reshape=True)
-    if activations == 1 and target in _SELF_INVERSE:
-        return MoveOp(function, reshape=False)
-    return TensorsOp(function)
-
-
 class MatMulOp:
     """``a @ weight`` (or ``weight @ a`` with ``left=True``) for a constant ``weight``: a linear layer."""
 
