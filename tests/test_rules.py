@@ -114,6 +114,7 @@ def test_stabilize_and_divide_equal_their_where_forms(dtype):
     slow = torch.where(z >= 0, z + eps, z - eps)
     assert torch.equal(rules.stabilize(z, eps).isnan(), slow.isnan())
     assert torch.equal(rules.stabilize(z, eps)[:-1], slow[:-1])
+    assert torch.equal(rules.divide(R, z, eps)[:-1], (R / slow)[:-1])  # written over the stabilizer's buffer
     zero = torch.where(z == 0, torch.zeros_like(z), R / torch.where(z == 0, torch.ones_like(z), z))
     fast = rules.divide(R, z, 0.0)
     assert torch.equal(fast[:-1], zero[:-1]) and fast[-1].isnan() and zero[-1].isnan()

@@ -237,7 +237,8 @@ def _pair_op(operation, target, function, positions, args, kwargs, tensors):
 
 
 def _softmax_op(target, function, output, positions, args, kwargs):
-    """``softmax``'s linear map: autograd's backward on the output, where the output has the input's dtype."""
+    """``softmax``'s linear map: a :class:`SoftmaxOp` (its linearisation written out, from the output) where
+    the output has the input's dtype, else autograd's vjp with the Zero rule."""
     dim = _argument(args, kwargs, 1, "dim")
     direct = target in (F.softmax, torch.softmax, "softmax") and positions == [0] and isinstance(dim, int)
     if direct and output.dtype == args[0].dtype:

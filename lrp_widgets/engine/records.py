@@ -52,7 +52,7 @@ class Records:
 
 class Recorder:
     """A post-hook of an autograd node: records the node's gradient at its input ``position`` as the relevance
-    of call ``index`` (for calls whose rule is autograd's own backward: moves, identities)."""
+    of call ``index`` (for calls whose rule is autograd's own backward: the moves of a traced graph)."""
 
     __slots__ = ("name", "index", "records", "position")
     kind = "operation"  # for code that lists a session's calls by kind
